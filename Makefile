@@ -1,0 +1,34 @@
+# Set-up, tests and benchmarks. `make setup` then `make test` is all a fresh machine needs.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# torch is pinned to one release: on a machine that provides its CPU build locally pip takes that file,
+# elsewhere PyPI's build (CUDA on Linux). Pick another CUDA build with e.g.
+#   make setup TORCH_INDEX=https://download.pytorch.org/whl/cu128
+TORCH_VERSION ?= 2.13.0
+TORCH_INDEX ?=
+
+.PHONY: setup test test-slow bench lint clean
+
+setup:
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "error: Python >= 3.11 is required (set PYTHON=python3.11)")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet "torch==$(TORCH_VERSION)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev]"
+	@$(BIN)/python -c 'import torch, transformers; print(f"ready: torch {torch.__version__}, transformers {transformers.__version__}, cuda={torch.cuda.is_available()}")'
+
+test:
+	$(BIN)/python -m pytest -q -m "not slow"
+
+test-slow:
+	$(BIN)/python -m pytest -q -m slow
+
+bench:
+	$(BIN)/python benchmarks/engine.py
+
+lint:
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info
