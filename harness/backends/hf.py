@@ -1,0 +1,196 @@
+"""Hugging Face causal LMs: loading by hub id or directory, prompt templates, and batches of rows in a KV cache."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
+
+from harness.errors import UsageError, require
+
+DTYPES = {"auto": "auto", "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass(frozen=True)
+class Template:
+    """How a raw prompt becomes model input: `text` with `{prompt}` filled in, then the chat template if `chat`."""
+
+    text: str = "{prompt}"
+    chat: bool = False
+    system: str | None = None  # system message, chat templates only
+
+    def __post_init__(self) -> None:
+        require("{prompt}" in self.text, f"template {self.text!r} has no {{prompt}} placeholder; add one")
+
+    def render(self, tokenizer: PreTrainedTokenizerBase, prompt: str) -> str:
+        body = self.text.replace("{prompt}", prompt)  # not str.format: prompts and templates may contain braces
+        if not self.chat:
+            return body
+        require(
+            tokenizer.chat_template is not None,
+            f"template asks for a chat template but tokenizer {tokenizer.name_or_path!r} has none; set chat: false",
+        )
+        system = [{"role": "system", "content": self.system}] if self.system else []
+        return tokenizer.apply_chat_template(
+            [*system, {"role": "user", "content": body}], add_generation_prompt=True, tokenize=False
+        )
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Where a causal LM comes from and where it runs."""
+
+    path: str  # hub id ("gpt2-large") or local directory
+    dtype: str = "auto"  # "auto" (the checkpoint's), "float32", "bfloat16" or "float16"
+    device: str | None = None  # "cpu", "cuda", "cuda:1"; default: cuda when available, else cpu
+    device_map: str | None = None  # e.g. "auto" to shard a large model over all GPUs (replaces `device`)
+    trust_remote_code: bool = False  # run code shipped with the checkpoint; off unless asked
+    revision: str | None = None
+
+    def __post_init__(self) -> None:
+        require(self.dtype in DTYPES, f"unknown dtype {self.dtype!r}; choose one of {', '.join(DTYPES)}")
+
+
+class HFModel:
+    """A causal LM with its tokenizer, evaluation mode, inference only."""
+
+    def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, name: str | None = None):
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.name = name or model.name_or_path or type(model).__name__
+        eos = model.generation_config.eos_token_id if model.generation_config is not None else None
+        eos = [eos] if isinstance(eos, int) else list(eos or [])
+        if tokenizer.eos_token_id is not None:
+            eos.append(tokenizer.eos_token_id)
+        self.eos_ids: frozenset[int] = frozenset(eos)
+        self.eos_id: int | None = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else (eos or [None])[0]
+        pad = tokenizer.pad_token_id
+        self.pad_id: int = pad if pad is not None else (self.eos_id if self.eos_id is not None else 0)
+        config = model.config
+        self.max_positions: int | None = getattr(config, "max_position_embeddings", None) or getattr(
+            config, "n_positions", None
+        )
+
+    @classmethod
+    def load(cls, spec: ModelSpec) -> HFModel:
+        """Load from the hub or a local directory; a failure becomes a one-line UsageError."""
+        local = Path(spec.path).expanduser()
+        if spec.path.startswith(("/", ".", "~")) or local.exists():
+            require(local.is_dir(), f"model directory {spec.path!r} does not exist; give an existing path or a hub id")
+        device = spec.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        kwargs = dict(revision=spec.revision, trust_remote_code=spec.trust_remote_code)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(spec.path, **kwargs)
+            model = AutoModelForCausalLM.from_pretrained(
+                spec.path, dtype=DTYPES[spec.dtype], device_map=spec.device_map or device, **kwargs
+            )
+        except (OSError, ValueError) as err:
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise UsageError(
+                f"cannot load model {spec.path!r} ({first}); give a local directory or a hub id this machine can reach "
+                "(offline, set HF_HUB_OFFLINE=1 to use only the local cache)"
+            ) from err
+        return cls(model, tokenizer, name=spec.path)
+
+    @property
+    def device(self) -> torch.device:
+        """Where inputs go (the first device when the model is sharded)."""
+        return self.model.device
+
+    @cached_property
+    def vocab(self) -> dict[str, int]:
+        return self.tokenizer.get_vocab()
+
+    def same_vocab(self, other: HFModel) -> bool:
+        """True when token ids mean the same strings in both models, so ids can pass between them unchanged."""
+        return self is other or self.vocab == other.vocab
+
+    def encode_prompt(self, template: Template, prompt: str, new_tokens: int = 0) -> list[int]:
+        """Token ids of a rendered prompt; special tokens (BOS) are added unless the chat template wrote them.
+
+        Refuses a prompt that renders to nothing, or whose response of `new_tokens` could overrun the context."""
+        text = template.render(self.tokenizer, prompt)
+        ids = self.tokenizer(text, add_special_tokens=not template.chat)["input_ids"]
+        require(ids, f"a prompt renders to no tokens for {self.name}; give it text or a template with text")
+        if self.max_positions is not None:
+            require(
+                len(ids) + new_tokens <= self.max_positions,
+                f"a prompt of {len(ids)} tokens plus {new_tokens} new tokens exceeds the {self.max_positions}-token "
+                f"context of {self.name}; shorten the prompt or lower max_new_tokens",
+            )
+        return ids
+
+    def decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
+
+
+def left_pad(rows: list[list[int]], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stack token lists into [rows, width] ids and a validity mask, padding on the left."""
+    width = max((len(r) for r in rows), default=0)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    valid = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        if r:
+            ids[i, width - len(r) :] = torch.tensor(r)
+            valid[i, width - len(r) :] = 1
+    return ids.to(device), valid.to(device)
+
+
+class KVRows:
+    """A batch of token sequences held in one model's KV cache.
+
+    Rows may differ in length (left padding) and may hold masked holes; `mask` marks the real tokens and `length`
+    counts them per row, which gives every new token its position id. `select` reorders, repeats or drops rows
+    by index, cache included, so a search can branch and prune without re-reading any prefix.
+    """
+
+    def __init__(self, lm: HFModel):
+        self.lm = lm
+        self.cache = DynamicCache(config=lm.model.config)
+        self.mask = torch.zeros((0, 0), dtype=torch.long, device=lm.device)
+        self.length = torch.zeros(0, dtype=torch.long, device=lm.device)
+
+    @property
+    def rows(self) -> int:
+        return self.mask.shape[0]
+
+    @torch.inference_mode()
+    def extend(self, tokens: torch.Tensor, valid: torch.Tensor | None = None, keep: int = 1) -> torch.Tensor:
+        """Append `tokens` [rows, n] (`valid` marks real ones; pads are masked) and return float32 logits
+        [rows, k, vocab] of the last `keep` positions (all positions when keep=0)."""
+        if valid is None:
+            valid = torch.ones_like(tokens)
+        if self.mask.shape[0] == 0:  # first call: the batch takes its row count from the input
+            self.mask = self.mask.new_zeros((tokens.shape[0], 0))
+            self.length = self.length.new_zeros(tokens.shape[0])
+        if tokens.shape[1] == 0:  # nothing to read (e.g. one-token prompts held back entirely)
+            return torch.zeros((tokens.shape[0], 0, 0), device=self.lm.device)
+        positions = self.length[:, None] + valid.cumsum(1) - valid
+        self.mask = torch.cat([self.mask, valid], dim=1)
+        self.length = self.length + valid.sum(1)
+        out = self.lm.model(
+            input_ids=tokens,
+            attention_mask=self.mask,
+            position_ids=positions,
+            past_key_values=self.cache,
+            use_cache=True,
+            logits_to_keep=keep,
+        )
+        return out.logits.to(device=self.lm.device, dtype=torch.float32)
+
+    def select(self, index: torch.Tensor) -> None:
+        """Keep rows `index` (in that order, repeats allowed): cache, mask and lengths alike."""
+        index = index.to(self.lm.device)
+        self.cache.reorder_cache(index)
+        self.mask = self.mask.index_select(0, index)
+        self.length = self.length.index_select(0, index)
+
+    @torch.inference_mode()
+    def forget(self, row: int, columns: list[int]) -> None:
+        """Mask cached tokens of one row as if they had never been read (a per-row rewind)."""
+        if columns:
+            self.mask[row, columns] = 0
+            self.length[row] -= len(columns)

@@ -1,0 +1,85 @@
+"""Small GPT-2-shaped models and byte-level BPE tokenizers built locally, for tests, benchmarks and offline demos.
+
+Nothing here downloads anything: tokenizers are trained on the text given, weights are random (seeded) unless a
+caller trains them. Saved with `save_pretrained`, they load through the same code path as hub checkpoints.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable
+
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+EOS = "<|endoftext|>"
+
+_WORDS = """
+the a an this that film movie story actor actress scene plot music camera director script ending character
+is was were be been being has had have will would could should can may might must do did does
+good bad great terrible wonderful awful boring funny sad brilliant dull beautiful ugly slow fast long short
+and but or so because although while when if then than as of in on at by with from to for about
+i you he she it we they me him her us them my your his its our their
+really very quite rather too not never always often sometimes just only even still also
+love hate like enjoy watch see think feel know say make take give find tell ask seem try leave call
+""".split()
+
+
+def synthetic_corpus(n_sentences: int = 2000, seed: int = 0) -> list[str]:
+    """English-looking sentences from a fixed word list: enough text to train a small BPE, no data needed."""
+    rng = random.Random(seed)
+    sentences = []
+    for _ in range(n_sentences):
+        words = rng.choices(_WORDS, k=rng.randint(4, 16))
+        sentences.append(" ".join(words).capitalize() + rng.choice([".", "!", "?", ",", "..."]))
+    return sentences
+
+
+def train_tokenizer(texts: Iterable[str], vocab_size: int) -> PreTrainedTokenizerFast:
+    """A GPT-2-style byte-level BPE tokenizer (EOS doubles as BOS, as in GPT-2) trained on `texts`."""
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=[EOS], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
+    tok.train_from_iterator(texts, trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=EOS, bos_token=EOS, unk_token=EOS)
+
+
+def build_gpt2(
+    tokenizer: PreTrainedTokenizerFast,
+    n_layer: int,
+    n_embd: int,
+    n_head: int = 4,
+    seed: int = 0,
+    n_positions: int = 1024,
+    eos_logit: float | None = None,
+) -> GPT2LMHeadModel:
+    """A randomly initialised GPT-2 over `tokenizer`'s vocabulary.
+
+    `eos_logit` pins the EOS logit near that value at every position (about p = e^v / (e^v + vocab)): a large
+    negative value means responses never end early, a positive one makes them end often.
+    """
+    torch.manual_seed(seed)
+    eos = tokenizer.eos_token_id
+    config = GPT2Config(
+        vocab_size=len(tokenizer),
+        n_positions=n_positions,
+        n_embd=n_embd,
+        n_layer=n_layer,
+        n_head=n_head,
+        bos_token_id=eos,
+        eos_token_id=eos,
+        tie_word_embeddings=eos_logit is None,
+    )
+    model = GPT2LMHeadModel(config).eval()
+    if eos_logit is not None:
+        # final-layer-norm bias along a unit direction u, EOS output row along u: logit(EOS) ~ eos_logit
+        scale = 10.0
+        u = torch.nn.functional.normalize(torch.randn(n_embd), dim=0)
+        with torch.no_grad():
+            model.transformer.ln_f.bias.copy_(scale * u)
+            model.lm_head.weight[eos] = (eos_logit / scale) * u
+    return model
