@@ -1,0 +1,48 @@
+"""The `w2s` command. Each subcommand lives in its own module, which imports torch only when it runs."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from harness.errors import UsageError
+
+# name -> module defining HELP, add_arguments(parser) and run(args) -> int
+COMMANDS = {
+    "generate": "harness.commands.generate",
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose errors are one line (exit code 2) rather than a usage dump."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="w2s", description="Weak-to-strong search: decode, run studies, report, guard scores.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+    for name, path in COMMANDS.items():
+        module = importlib.import_module(path)
+        command = sub.add_parser(name, help=module.HELP, description=module.__doc__)
+        module.add_arguments(command)
+        command.set_defaults(run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args) or 0
+    except UsageError as err:
+        print(f"w2s: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("w2s: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

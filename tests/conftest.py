@@ -1,0 +1,74 @@
+"""Small models built locally (no downloads): two byte-level BPE vocabularies, a strong model and guide pairs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+
+from harness.backends.hf import HFModel, ModelSpec
+from harness.guide import Guide
+from harness.toy import build_gpt2, synthetic_corpus, train_tokenizer
+from harness.types import Request
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@dataclass
+class Zoo:
+    strong: HFModel  # never ends early (EOS suppressed), so runs compare with transformers' generate draw for draw
+    strong_ending: HFModel  # ends often (EOS likely), to exercise finished hypotheses
+    guide: Guide  # shares the strong model's vocabulary
+    guide_other_vocab: Guide  # its own tokenizer: the re-tokenising path
+    paths: dict[str, Path]
+
+
+def _save(model, tokenizer, path: Path) -> Path:
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def zoo(tmp_path_factory) -> Zoo:
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("models")
+    # a small strong vocabulary and a larger guide one: the guide's merges often cross the strong model's tokens
+    vocab_a = train_tokenizer(synthetic_corpus(2000, seed=0), 300)
+    vocab_b = train_tokenizer(synthetic_corpus(2000, seed=1), 500)
+    paths = {
+        "strong": _save(build_gpt2(vocab_a, 2, 64, seed=1, eos_logit=-30.0), vocab_a, root / "strong"),
+        "strong_ending": _save(build_gpt2(vocab_a, 2, 64, seed=1, eos_logit=1.0), vocab_a, root / "strong_ending"),
+        "tuned": _save(build_gpt2(vocab_a, 1, 32, seed=2, eos_logit=1.0), vocab_a, root / "tuned"),
+        "untuned": _save(build_gpt2(vocab_a, 1, 32, seed=3), vocab_a, root / "untuned"),
+        "tuned_b": _save(build_gpt2(vocab_b, 1, 32, seed=2, eos_logit=1.0), vocab_b, root / "tuned_b"),
+        "untuned_b": _save(build_gpt2(vocab_b, 1, 32, seed=3), vocab_b, root / "untuned_b"),
+    }
+    lm = {name: HFModel.load(ModelSpec(str(path), dtype="float32", device="cpu")) for name, path in paths.items()}
+    return Zoo(
+        strong=lm["strong"],
+        strong_ending=lm["strong_ending"],
+        guide=Guide(lm["tuned"], lm["untuned"]),
+        guide_other_vocab=Guide(lm["tuned_b"], lm["untuned_b"], beta=0.5),
+        paths=paths,
+    )
+
+
+PROMPTS = [
+    "The film was",
+    "I really love this movie because",
+    "Bad",
+    "She said the plot was never going to work, and",
+    "Why",
+    "A long, slow story about a director who",
+    "It is",
+    "Sometimes the music",
+]
+
+
+@pytest.fixture
+def requests() -> list[Request]:
+    """Eight prompts of different lengths, each with its own seed."""
+    return [Request(f"p{i}", p, seed=100 + i) for i, p in enumerate(PROMPTS)]
