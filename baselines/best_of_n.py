@@ -5,8 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from harness.methods import positive_int
-from harness.search import SearchMethod
+from harness.methods import SearchMethod, positive_int
 
 
 @dataclass(frozen=True)

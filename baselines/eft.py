@@ -6,18 +6,17 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-import torch
-
-from harness.backends.hf import HFModel, Template
 from harness.errors import require
-from harness.guide import Guide
 from harness.methods import require_guide
-from harness.rollout import Rollout
-from harness.sampling import Sampler
-from harness.stopping import LENGTH, Stopper
-from harness.types import Compute, Output, Request, SampleConfig
+from harness.types import Compute, Output, Request, SampleConfig, Template
+
+if TYPE_CHECKING:
+    import torch
+
+    from harness.backends.hf import HFModel
+    from harness.guide import Guide
 
 
 @dataclass(frozen=True)
@@ -42,6 +41,8 @@ class EFT:
         """Strong logits plus beta times the guide's logit difference. Per-row constants cancel in the softmax, so
         raw logits serve as log-probabilities; guide ids past the strong model's logits are dropped, missing ones
         count as no shift."""
+        import torch
+
         strong, tuned, untuned = logits
         shift = (tuned - untuned).to(strong.device)
         vocab = strong.shape[-1]
@@ -61,6 +62,10 @@ class EFT:
         template: Template | None = None,
         guide: Guide | None = None,
     ) -> list[Output]:
+        from harness.rollout import Rollout
+        from harness.sampling import Sampler
+        from harness.stopping import LENGTH, Stopper
+
         guide = require_guide(self.name, guide)
         for lm in (guide.tuned, guide.untuned):
             require(

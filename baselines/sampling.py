@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from harness.search import SearchMethod
+from harness.methods import SearchMethod
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 
 import torch
 
-from harness.backends.hf import HFModel, KVRows, Template, left_pad
+from harness.backends.hf import HFModel, KVRows, left_pad
 from harness.errors import require
+from harness.types import Template
 
 LOGITS_BUDGET = 2**26  # floats of logits materialised at once when scoring a long block (256 MB in float32)
 
@@ -128,19 +129,18 @@ class _RetokenizedStream(_Stream):
 
     _row_lists = (*_Stream._row_lists, "ids", "cols", "lps")
 
-    def __init__(self, lm: HFModel, template: Template, prompts: Sequence[str], strong: HFModel, new_tokens: int):
+    def __init__(self, lm: HFModel, template: Template, prompts: Sequence[str], new_tokens: int):
         super().__init__(lm, template, prompts, new_tokens)
-        self.strong = strong
         self.ids = [list(p) for p in self.prompt_ids]  # tokens read so far, the held-back last one included
         width = self.kv.mask.shape[1]
         self.cols = [list(range(width - len(p) + 1, width)) for p in self.prompt_ids]  # cache column of each but last
         self.lps: list[list[float | None]] = [[None] * len(p) for p in self.prompt_ids]  # log-prob of each token
 
-    def update(self, responses: Sequence[list[int]], finished: Sequence[bool]) -> None:
+    def update(self, texts: Sequence[str], finished: Sequence[bool]) -> None:
         new = []
-        for r, (tokens, done) in enumerate(zip(responses, finished, strict=True)):
-            full = self.lm.tokenizer(self.prompt_text[r] + self.strong.decode(tokens), add_special_tokens=self.special)
-            target = full["input_ids"] + ([self.lm.eos_id] if done and self.lm.eos_id is not None else [])
+        for r, (text, done) in enumerate(zip(texts, finished, strict=True)):
+            full = self.lm.tokenizer(self.prompt_text[r] + text, add_special_tokens=self.special)["input_ids"]
+            target = full + ([self.lm.eos_id] if done and self.lm.eos_id is not None else [])
             keep = common_prefix(self.ids[r], target)
             if keep < len(self.ids[r]):  # rewind: forget what re-tokenisation changed, hold back the token before
                 keep = max(keep, 1)
@@ -167,10 +167,11 @@ class Guide:
         self.tuned, self.untuned, self.beta = tuned, untuned, beta
         self.template = template or Template()
 
-    def start(self, strong: HFModel, prompts: Sequence[str], new_tokens: int = 0) -> GuideState:
+    def start(self, strong: HFModel | None, prompts: Sequence[str], new_tokens: int = 0) -> GuideState:
         """Read the prompts (one row each) and return a state whose rows follow the strong model's hypotheses.
 
-        `new_tokens` is the response budget, checked against the guide's context window."""
+        `new_tokens` is the response budget, checked against the guide's context window. Without a strong model
+        the state takes response text (`update_text`)."""
         return GuideState(self, strong, prompts, new_tokens)
 
     def score(
@@ -181,23 +182,40 @@ class Guide:
         state.update(responses, finished)
         return state.rewards()
 
+    def score_text(self, prompts: Sequence[str], responses: Sequence[str], finished: Sequence[bool]) -> list[float]:
+        """Implicit reward of response texts, whoever wrote them, one per prompt."""
+        length = max((len(self.tuned.tokenizer(r)["input_ids"]) for r in responses), default=0)
+        state = self.start(None, prompts, length + 1)
+        state.update_text(responses, finished)
+        return state.rewards()
+
 
 class GuideState:
     """Incremental implicit reward of rows of hypotheses: `update` reads only new tokens, `select` follows beams."""
 
-    def __init__(self, guide: Guide, strong: HFModel, prompts: Sequence[str], new_tokens: int):
-        self.beta = guide.beta
-        self.streams = [
-            (_AlignedStream if lm.same_vocab(strong) else _RetokenizedStream)(
-                lm, guide.template, prompts, strong, new_tokens
-            )
+    def __init__(self, guide: Guide, strong: HFModel | None, prompts: Sequence[str], new_tokens: int):
+        self.beta, self.strong = guide.beta, strong
+        self.streams: list[_AlignedStream | _RetokenizedStream] = [
+            _AlignedStream(lm, guide.template, prompts, strong, new_tokens)
+            if strong is not None and lm.same_vocab(strong)
+            else _RetokenizedStream(lm, guide.template, prompts, new_tokens)
             for lm in (guide.tuned, guide.untuned)
         ]
 
     def update(self, responses: Sequence[list[int]], finished: Sequence[bool]) -> None:
         """Responses so far, one per row (strong-model token ids); `finished` rows also score the guide's EOS."""
+        texts = None
         for stream in self.streams:
-            stream.update(responses, finished)
+            if isinstance(stream, _AlignedStream):
+                stream.update(responses, finished)
+            else:
+                texts = texts or [self.strong.decode(r) for r in responses]
+                stream.update(texts, finished)
+
+    def update_text(self, texts: Sequence[str], finished: Sequence[bool]) -> None:
+        """Responses so far as text (a state started without a strong model)."""
+        for stream in self.streams:
+            stream.update(texts, finished)
 
     def rewards(self) -> list[float]:
         tuned, untuned = self.streams

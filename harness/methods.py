@@ -5,20 +5,22 @@ from __future__ import annotations
 import dataclasses
 import importlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from harness.errors import UsageError, require
 
 if TYPE_CHECKING:
-    from harness.backends.hf import HFModel, Template
+    from harness.backends.hf import HFModel
     from harness.guide import Guide
-    from harness.types import Output, Request, SampleConfig
+    from harness.types import Output, Request, SampleConfig, Template
 
 METHODS: dict[str, str] = {
     "plain": "baselines.sampling:Plain",
     "bon": "baselines.best_of_n:BestOfN",
-    "cbs": "harness.search:CBS",
+    "cbs": "harness.methods:CBS",
     "eft": "baselines.eft:EFT",
+    "tuned": "baselines.tuned:Tuned",
 }
 
 
@@ -73,3 +75,59 @@ def positive_int(method: str, field: str, value: Any, *, allow_none: bool = Fals
 def require_guide(method: str, guide: Guide | None) -> Guide:
     require(guide is not None, f"method {method!r} needs a guide (a tuned and an untuned model)")
     return guide
+
+
+class SearchMethod:
+    """A method that is a configuration of chunk-level beam search: it only says its W, K and L."""
+
+    name: ClassVar[str]
+    needs_guide: ClassVar[bool] = True
+
+    def shape(self) -> tuple[int, int, int | None]:
+        """(W, K, L); L=None is one chunk of the whole budget."""
+        raise NotImplementedError
+
+    def decode(
+        self,
+        strong: HFModel,
+        requests: Sequence[Request],
+        sample: SampleConfig,
+        *,
+        template: Template | None = None,
+        guide: Guide | None = None,
+    ) -> list[Output]:
+        from harness.search import chunk_beam_search
+
+        width, successors, chunk_length = self.shape()
+        return chunk_beam_search(
+            strong,
+            requests,
+            sample,
+            width=width,
+            successors=successors,
+            chunk_length=chunk_length,
+            guide=require_guide(self.name, guide) if self.needs_guide else None,
+            template=template,
+        )
+
+
+@dataclass(frozen=True)
+class CBS(SearchMethod):
+    """Chunk-level beam search: W hypotheses, K successors each, chunks of L tokens (None: the whole budget)."""
+
+    width: int = 4
+    successors: int = 4
+    chunk_length: int | None = 5
+
+    name: ClassVar[str] = "cbs"
+
+    def __post_init__(self) -> None:
+        positive_int("cbs", "width (W)", self.width)
+        positive_int("cbs", "successors (K)", self.successors)
+        positive_int("cbs", "chunk_length (L)", self.chunk_length, allow_none=True)
+
+    def label(self) -> str:
+        return f"cbs(W={self.width},K={self.successors},L={self.chunk_length or 'inf'})"
+
+    def shape(self) -> tuple[int, int, int | None]:
+        return self.width, self.successors, self.chunk_length

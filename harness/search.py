@@ -12,18 +12,16 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar
 
 import torch
 
-from harness.backends.hf import HFModel, Template
+from harness.backends.hf import HFModel
 from harness.errors import require
 from harness.guide import Guide, GuideState
-from harness.methods import positive_int, require_guide
 from harness.rollout import Rollout
 from harness.sampling import Sampler
 from harness.stopping import LENGTH, Stopper
-from harness.types import Compute, Output, Request, SampleConfig
+from harness.types import Compute, Output, Request, SampleConfig, Template
 
 
 @dataclass
@@ -162,57 +160,3 @@ class _Search:
             self.prompts[p].compute.guide_tokens += n
         for p in set(row_prompt):
             self.prompts[p].compute.guide_forward_passes += step.passes
-
-
-class SearchMethod:
-    """A method that is a configuration of chunk-level beam search: it only says its W, K and L."""
-
-    name: ClassVar[str]
-    needs_guide: ClassVar[bool] = True
-
-    def shape(self) -> tuple[int, int, int | None]:
-        """(W, K, L); L=None is one chunk of the whole budget."""
-        raise NotImplementedError
-
-    def decode(
-        self,
-        strong: HFModel,
-        requests: Sequence[Request],
-        sample: SampleConfig,
-        *,
-        template: Template | None = None,
-        guide: Guide | None = None,
-    ) -> list[Output]:
-        width, successors, chunk_length = self.shape()
-        return chunk_beam_search(
-            strong,
-            requests,
-            sample,
-            width=width,
-            successors=successors,
-            chunk_length=chunk_length,
-            guide=require_guide(self.name, guide) if self.needs_guide else None,
-            template=template,
-        )
-
-
-@dataclass(frozen=True)
-class CBS(SearchMethod):
-    """Chunk-level beam search: W hypotheses, K successors each, chunks of L tokens (None: the whole budget)."""
-
-    width: int = 4
-    successors: int = 4
-    chunk_length: int | None = 5
-
-    name: ClassVar[str] = "cbs"
-
-    def __post_init__(self) -> None:
-        positive_int("cbs", "width (W)", self.width)
-        positive_int("cbs", "successors (K)", self.successors)
-        positive_int("cbs", "chunk_length (L)", self.chunk_length, allow_none=True)
-
-    def label(self) -> str:
-        return f"cbs(W={self.width},K={self.successors},L={self.chunk_length or 'inf'})"
-
-    def shape(self) -> tuple[int, int, int | None]:
-        return self.width, self.successors, self.chunk_length

@@ -26,14 +26,12 @@ SAMPLES, MANIFEST, SUMMARY, LOCK = "samples.jsonl", "manifest.json", "summary.js
 def _complete_lines(data: bytes) -> tuple[list[dict], int]:
     """Records from every complete, valid line, and the byte length they span (what a writer keeps)."""
     records, kept = [], 0
-    for line in data.splitlines(keepends=True):
-        if not line.endswith(b"\n"):
-            break  # torn: the process died mid-write
+    while (end := data.find(b"\n", kept)) >= 0:  # a line without its newline is torn: the writer died mid-line
         try:
-            records.append(json.loads(line))
+            records.append(json.loads(data[kept:end]))
         except json.JSONDecodeError:
             break
-        kept += len(line)
+        kept = end + 1
     return records, kept
 
 

@@ -3,8 +3,54 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from harness.errors import require
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+DTYPE_NAMES = ("auto", "float32", "bfloat16", "float16")
+
+
+@dataclass(frozen=True)
+class Template:
+    """How a raw prompt becomes model input: `text` with `{prompt}` filled in, then the chat template if `chat`."""
+
+    text: str = "{prompt}"
+    chat: bool = False
+    system: str | None = None  # system message, chat templates only
+
+    def __post_init__(self) -> None:
+        require("{prompt}" in self.text, f"template {self.text!r} has no {{prompt}} placeholder; add one")
+
+    def render(self, tokenizer: PreTrainedTokenizerBase, prompt: str) -> str:
+        body = self.text.replace("{prompt}", prompt)  # not str.format: prompts and templates may contain braces
+        if not self.chat:
+            return body
+        require(
+            tokenizer.chat_template is not None,
+            f"template asks for a chat template but tokenizer {tokenizer.name_or_path!r} has none; set chat: false",
+        )
+        system = [{"role": "system", "content": self.system}] if self.system else []
+        return tokenizer.apply_chat_template(
+            [*system, {"role": "user", "content": body}], add_generation_prompt=True, tokenize=False
+        )
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Where a model comes from and where it runs."""
+
+    path: str  # hub id ("gpt2-large") or local directory
+    dtype: str = "auto"  # "auto" (the checkpoint's), "float32", "bfloat16" or "float16"
+    device: str | None = None  # "cpu", "cuda", "cuda:1"; default: cuda when available, else cpu
+    device_map: str | None = None  # e.g. "auto" to shard a large model over all GPUs (replaces `device`)
+    trust_remote_code: bool = False  # run code shipped with the checkpoint; off unless asked
+    revision: str | None = None
+
+    def __post_init__(self) -> None:
+        require(self.dtype in DTYPE_NAMES, f"unknown dtype {self.dtype!r}; choose one of {', '.join(DTYPE_NAMES)}")
 
 
 @dataclass(frozen=True)

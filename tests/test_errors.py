@@ -8,11 +8,10 @@ import sys
 
 import pytest
 
-from harness.backends.hf import Template
 from harness.cli import main
 from harness.errors import UsageError
 from harness.methods import make_method
-from harness.types import Request, SampleConfig
+from harness.types import Request, SampleConfig, Template
 
 
 @pytest.mark.parametrize(
@@ -25,7 +24,7 @@ from harness.types import Request, SampleConfig
         ("cbs", {"width": 2.5}, "width (W) must be an integer"),
         ("bon", {"n": -1}, "bon n must be an integer >= 1"),
         ("eft", {"beta": -1}, "eft beta must be a number >= 0"),
-        ("beam", {}, "unknown method 'beam'; choose one of: plain, bon, cbs, eft"),
+        ("beam", {}, "unknown method 'beam'; choose one of: plain, bon, cbs, eft, tuned"),
         ("cbs", {"W": 4}, "method 'cbs' has no parameter W; its parameters: width, successors, chunk_length"),
     ],
 )
@@ -105,7 +104,7 @@ def test_cli_error_in_a_real_process_has_no_traceback():
     )
     assert (result.returncode, result.stderr) == (
         2,
-        "w2s: error: unknown method 'beam'; choose one of: plain, bon, cbs, eft\n",
+        "w2s: error: unknown method 'beam'; choose one of: plain, bon, cbs, eft, tuned\n",
     )
 
 

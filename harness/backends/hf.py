@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
@@ -10,48 +9,10 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 
 from harness.errors import UsageError, require
+from harness.types import DTYPE_NAMES, ModelSpec, Template
 
 DTYPES = {"auto": "auto", "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-@dataclass(frozen=True)
-class Template:
-    """How a raw prompt becomes model input: `text` with `{prompt}` filled in, then the chat template if `chat`."""
-
-    text: str = "{prompt}"
-    chat: bool = False
-    system: str | None = None  # system message, chat templates only
-
-    def __post_init__(self) -> None:
-        require("{prompt}" in self.text, f"template {self.text!r} has no {{prompt}} placeholder; add one")
-
-    def render(self, tokenizer: PreTrainedTokenizerBase, prompt: str) -> str:
-        body = self.text.replace("{prompt}", prompt)  # not str.format: prompts and templates may contain braces
-        if not self.chat:
-            return body
-        require(
-            tokenizer.chat_template is not None,
-            f"template asks for a chat template but tokenizer {tokenizer.name_or_path!r} has none; set chat: false",
-        )
-        system = [{"role": "system", "content": self.system}] if self.system else []
-        return tokenizer.apply_chat_template(
-            [*system, {"role": "user", "content": body}], add_generation_prompt=True, tokenize=False
-        )
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """Where a causal LM comes from and where it runs."""
-
-    path: str  # hub id ("gpt2-large") or local directory
-    dtype: str = "auto"  # "auto" (the checkpoint's), "float32", "bfloat16" or "float16"
-    device: str | None = None  # "cpu", "cuda", "cuda:1"; default: cuda when available, else cpu
-    device_map: str | None = None  # e.g. "auto" to shard a large model over all GPUs (replaces `device`)
-    trust_remote_code: bool = False  # run code shipped with the checkpoint; off unless asked
-    revision: str | None = None
-
-    def __post_init__(self) -> None:
-        require(self.dtype in DTYPES, f"unknown dtype {self.dtype!r}; choose one of {', '.join(DTYPES)}")
+assert set(DTYPES) == set(DTYPE_NAMES)
 
 
 class HFModel:
@@ -77,22 +38,7 @@ class HFModel:
     @classmethod
     def load(cls, spec: ModelSpec) -> HFModel:
         """Load from the hub or a local directory; a failure becomes a one-line UsageError."""
-        local = Path(spec.path).expanduser()
-        if spec.path.startswith(("/", ".", "~")) or local.exists():
-            require(local.is_dir(), f"model directory {spec.path!r} does not exist; give an existing path or a hub id")
-        device = spec.device or ("cuda" if torch.cuda.is_available() else "cpu")
-        kwargs = dict(revision=spec.revision, trust_remote_code=spec.trust_remote_code)
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(spec.path, **kwargs)
-            model = AutoModelForCausalLM.from_pretrained(
-                spec.path, dtype=DTYPES[spec.dtype], device_map=spec.device_map or device, **kwargs
-            )
-        except (OSError, ValueError) as err:
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise UsageError(
-                f"cannot load model {spec.path!r} ({first}); give a local directory or a hub id this machine can reach "
-                "(offline, set HF_HUB_OFFLINE=1 to use only the local cache)"
-            ) from err
+        model, tokenizer = from_pretrained(spec, AutoModelForCausalLM)
         return cls(model, tokenizer, name=spec.path)
 
     @property
@@ -125,6 +71,27 @@ class HFModel:
 
     def decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=True)
+
+
+def from_pretrained(spec: ModelSpec, model_class: type) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Model (of an Auto class) and tokenizer from the hub or a local directory, in eval mode where `spec` says."""
+    local = Path(spec.path).expanduser()
+    if spec.path.startswith(("/", ".", "~")) or local.exists():
+        require(local.is_dir(), f"model directory {spec.path!r} does not exist; give an existing path or a hub id")
+    device = spec.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    kwargs = dict(revision=spec.revision, trust_remote_code=spec.trust_remote_code)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(spec.path, **kwargs)
+        model = model_class.from_pretrained(
+            spec.path, dtype=DTYPES[spec.dtype], device_map=spec.device_map or device, **kwargs
+        )
+    except (OSError, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UsageError(
+            f"cannot load model {spec.path!r} ({first}); give a local directory or a hub id this machine can reach "
+            "(offline, set HF_HUB_OFFLINE=1 to use only the local cache)"
+        ) from err
+    return model.eval(), tokenizer
 
 
 def left_pad(rows: list[list[int]], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
