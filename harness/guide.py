@@ -160,11 +160,23 @@ class _RetokenizedStream(_Stream):
 
 
 class Guide:
-    """A tuned/untuned model pair with its own prompt template (it may differ from the strong model's)."""
+    """A tuned/untuned model pair with its own prompt template (it may differ from the strong model's).
 
-    def __init__(self, tuned: HFModel, untuned: HFModel, beta: float = 1.0, template: Template | None = None):
+    With a shared vocabulary the search scores the very tokens the strong model sampled. `retokenize=True` scores
+    the re-tokenised response text instead, as the paper's code does; the two differ only for samples that are not
+    in their canonical tokenization.
+    """
+
+    def __init__(
+        self,
+        tuned: HFModel,
+        untuned: HFModel,
+        beta: float = 1.0,
+        template: Template | None = None,
+        retokenize: bool = False,
+    ):
         require(beta > 0, f"guide beta must be > 0, got {beta}")
-        self.tuned, self.untuned, self.beta = tuned, untuned, beta
+        self.tuned, self.untuned, self.beta, self.retokenize = tuned, untuned, beta, retokenize
         self.template = template or Template()
 
     def start(self, strong: HFModel | None, prompts: Sequence[str], new_tokens: int = 0) -> GuideState:
@@ -197,7 +209,7 @@ class GuideState:
         self.beta, self.strong = guide.beta, strong
         self.streams: list[_AlignedStream | _RetokenizedStream] = [
             _AlignedStream(lm, guide.template, prompts, strong, new_tokens)
-            if strong is not None and lm.same_vocab(strong)
+            if strong is not None and not guide.retokenize and lm.same_vocab(strong)
             else _RetokenizedStream(lm, guide.template, prompts, new_tokens)
             for lm in (guide.tuned, guide.untuned)
         ]

@@ -58,3 +58,17 @@ def hf_generate(strong: HFModel, prompt: str, seed: int, sample, n: int = 1) -> 
         ends = [i for i, t in enumerate(row) if t in strong.eos_ids]
         responses.append(row[: ends[0] + 1] if ends else row)
     return responses
+
+
+def full_rescore_text(guide: Guide, prompt: str, text: str, finished: bool) -> float:
+    """The implicit reward of a response text: each guide model re-tokenises prompt + text, one uncached pass."""
+
+    def logp(lm: HFModel) -> float:
+        prompt_text = guide.template.render(lm.tokenizer, prompt)
+        ids = lm.tokenizer(prompt_text + text)["input_ids"] + ([lm.tokenizer.eos_token_id] if finished else [])
+        start = common_prefix(lm.tokenizer(prompt_text)["input_ids"], ids)
+        with torch.no_grad():
+            logprobs = lm.model(torch.tensor([ids])).logits[0].double().log_softmax(-1)
+        return sum(logprobs[i - 1, ids[i]].item() for i in range(start, len(ids)))
+
+    return guide.beta * (logp(guide.tuned) - logp(guide.untuned))

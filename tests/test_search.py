@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from reference import full_rescore, hf_generate
+from reference import full_rescore, full_rescore_text, hf_generate
 
+from harness.guide import Guide
 from harness.methods import make_method
 from harness.types import Request, SampleConfig
 
@@ -114,3 +115,14 @@ def test_batch_of_zero_requests_returns_nothing(zoo):
 def test_plain_sampling_seeds_are_per_prompt(zoo):
     a, b = (make_method("plain").decode(zoo.strong, [Request("x", "The film", seed=s)], SAMPLE)[0] for s in (1, 2))
     assert a.tokens != b.tokens
+
+
+def test_a_retokenizing_guide_ranks_by_the_reward_of_the_text(zoo, requests):
+    """With retokenize=True a shared-vocabulary guide scores re-tokenised text, as the paper's code does."""
+    guide = Guide(zoo.guide.tuned, zoo.guide.untuned, retokenize=True)
+    outputs = make_method("cbs", width=2, successors=2, chunk_length=4).decode(
+        zoo.strong, requests[:4], SAMPLE, guide=guide
+    )
+    for request, o in zip(requests[:4], outputs, strict=True):
+        finished = o.finish_reason != "length"
+        assert o.score == pytest.approx(full_rescore_text(guide, request.prompt, o.text, finished), abs=1e-4)

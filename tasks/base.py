@@ -1,0 +1,96 @@
+"""What every task shares: its examples, its options (data, models, templates, sampling) and how data loads."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.configs import option
+from harness.errors import UsageError, require
+from harness.types import SampleConfig
+
+
+@dataclass(frozen=True)
+class Example:
+    """One task item: a stable id, the raw prompt, and a human reference where the task has one."""
+
+    id: str
+    prompt: str
+    reference: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class SampleOptions:
+    """Sampling settings of a task (see harness.types.SampleConfig)."""
+
+    max_new_tokens: int = option(50, "response budget in strong-model tokens")
+    temperature: float = option(0.7, "sampling temperature")
+    top_k: int = option(50, "top-k filtering; 0 disables it")
+    top_p: float = option(1.0, "nucleus filtering; 1.0 disables it")
+    stop: list[str] = option([], "strings that end a response (cut from its text)")
+
+    def build(self) -> SampleConfig:
+        return SampleConfig(self.max_new_tokens, self.temperature, self.top_k, self.top_p, tuple(self.stop))
+
+
+@dataclass
+class TaskConfig:
+    """Options every task has. Tasks subclass it with their own defaults and extra options."""
+
+    strong: list[str] = option([], "strong models to run (names from `models`)")
+    guide: str | None = option(None, "guide (name from `guides`), needed by bon, cbs and eft")
+    tuned: dict[str, str] = option({}, "strong model name -> it tuned directly (DPO) on this task, for method `tuned`")
+    data: str = option("", "hub dataset id, or a local .jsonl / .jsonl.gz / .json file")
+    split: str = option("test", "split to read when `data` is a hub dataset")
+    gold: str = option("", "gold reward model: hub id or local directory")
+    gold_batch_size: int = option(16, "responses per gold-model forward pass")
+    template: str = option("{prompt}", "strong model's prompt template")
+    guide_template: str = option("{prompt}", "guide's prompt template")
+    sample: SampleOptions = option(help="sampling settings", default_factory=SampleOptions)
+
+
+def is_local(source: str) -> bool:
+    """A data source is a local file when it exists or looks like a path; otherwise it is a hub id."""
+    return (
+        Path(source).expanduser().exists()
+        or source.startswith(("/", ".", "~"))
+        or source.endswith((".json", ".jsonl", ".gz"))
+    )
+
+
+def load_records(source: str, split: str) -> list[dict]:
+    """Rows of a local json/jsonl(.gz) file, or of a hub dataset split."""
+    require(bool(source), "a task has no `data`: give a hub dataset id or a local file")
+    if is_local(source):
+        path = Path(source).expanduser()
+        require(path.is_file(), f"data file {source!r} does not exist; fix the task's `data` path")
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rt", encoding="utf-8") as f:
+            text = f.read()
+        try:
+            if text.lstrip().startswith("["):
+                return json.loads(text)
+            return [json.loads(line) for line in text.split("\n") if line.strip()]  # not splitlines: U+2028 in text
+        except json.JSONDecodeError as err:
+            raise UsageError(f"data file {source!r} is not JSON lines or a JSON list ({err})") from None
+    from datasets import load_dataset
+
+    try:
+        return load_dataset(source, split=split).to_list()
+    except Exception as err:  # datasets raises many types for an unreachable or unknown dataset
+        raise UsageError(
+            f"cannot load dataset {source!r} split {split!r} ({str(err).splitlines()[0] if str(err) else err!r}); "
+            "give a local file or a hub id this machine can reach"
+        ) from err
+
+
+def first_present(record: dict, keys: tuple[str, ...], source: str) -> str:
+    """The first of `keys` a record has; a clear error naming the file when it has none."""
+    for key in keys:
+        if record.get(key) is not None:
+            return record[key]
+    raise UsageError(f"rows of {source!r} have none of the fields {', '.join(keys)}; is it the right file?")
