@@ -11,6 +11,10 @@ from harness.errors import UsageError
 # name -> module defining HELP, add_arguments(parser) and run(args) -> int
 COMMANDS = {
     "generate": "harness.commands.generate",
+    "run": "harness.commands.run",
+    "report": "harness.commands.report",
+    "regress": "harness.commands.regress",
+    "toy-models": "harness.commands.toy_models",
 }
 
 
@@ -33,7 +37,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # KEY=VALUE overrides may come after options (`w2s run c.yaml --dry-run limit=2`); anything else is an error
+    if extra and hasattr(args, "overrides") and not any(e.startswith("-") for e in extra):
+        args.overrides += extra
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return args.run(args) or 0
     except UsageError as err:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,3 +73,89 @@ PROMPTS = [
 def requests() -> list[Request]:
     """Eight prompts of different lengths, each with its own seed."""
     return [Request(f"p{i}", p, seed=100 + i) for i, p in enumerate(PROMPTS)]
+
+
+def shared(*parts: str) -> Path:
+    """A file of ../shared/data; the test is skipped, with the reason, where it is absent."""
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"{path} not found: the shared data is expected at ../shared/data from the project root")
+    return path
+
+
+@pytest.fixture(scope="session")
+def gold_paths(zoo, tmp_path_factory) -> dict[str, Path]:
+    """Untrained small gold models on the strong vocabulary: a two-label sentiment classifier and a scalar RM."""
+    from harness.toy import build_classifier
+
+    root = tmp_path_factory.mktemp("gold")
+    tokenizer = zoo.strong.tokenizer
+    return {
+        "sentiment": _save(
+            build_classifier(tokenizer, ["NEGATIVE", "POSITIVE"], seed=1), tokenizer, root / "sentiment"
+        ),
+        "scalar": _save(build_classifier(tokenizer, None, seed=2), tokenizer, root / "scalar"),
+    }
+
+
+def study_dict(zoo, gold_paths, data_dir) -> dict:
+    """A valid small study over both tasks with the locally built models."""
+    p = zoo.paths
+    return {
+        "study": "t",
+        "out": str(data_dir / "runs"),
+        "seeds": [0, 1],
+        "limit": 3,
+        "batch_size": 2,
+        "device": "cpu",
+        "dtype": "float32",
+        "models": {
+            "strong": str(p["strong_ending"]),
+            "tuned": str(p["tuned"]),
+            "untuned": str(p["untuned"]),
+            "tuned_b": str(p["tuned_b"]),
+            "untuned_b": str(p["untuned_b"]),
+        },
+        "guides": {"g": {"tuned": "tuned", "untuned": "untuned"}, "g_b": {"tuned": "tuned_b", "untuned": "untuned_b"}},
+        "tasks": {
+            "imdb": {
+                "data": str(data_dir / "imdb.jsonl"),
+                "gold": str(gold_paths["sentiment"]),
+                "guide": "g",
+                "strong": ["strong"],
+                "tuned": {"strong": str(p["strong"])},
+                "sample": {"max_new_tokens": 6},
+            },
+            "tldr": {
+                "data": str(data_dir / "tldr.jsonl"),
+                "gold": str(gold_paths["scalar"]),
+                "gold_text_pair": False,
+                "guide": "g",
+                "strong": ["strong"],
+                "sample": {"max_new_tokens": 6, "stop": ["\n"]},
+            },
+        },
+        "methods": [
+            "plain",
+            {"bon": {"n": 2}},
+            {"cbs": {"width": 2, "successors": 2, "chunk_length": 3}},
+            "eft",
+            "tuned",
+        ],
+    }
+
+
+@pytest.fixture
+def data_dir(tmp_path):
+    """Small IMDB and TL;DR files in the tasks' formats, in a fresh directory."""
+    reviews = [
+        {"id": f"r{i}", "label": i % 2, "text": f"Review {i}: the film was good and the plot was slow."}
+        for i in range(8)
+    ]
+    (tmp_path / "imdb.jsonl").write_text("".join(json.dumps(r) + "\n" for r in reviews))
+    posts = [
+        {"id": f"t{i}", "subreddit": "movies", "title": f"Title {i}", "post": "I saw a film.", "summary": "saw a film"}
+        for i in range(8)
+    ]
+    (tmp_path / "tldr.jsonl").write_text("".join(json.dumps(r) + "\n" for r in posts))
+    return tmp_path

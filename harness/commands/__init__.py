@@ -24,3 +24,11 @@ def parse_assignments(items: list[str]) -> dict[str, Any]:
         require(bool(sep) and bool(key), f"expected KEY=VALUE, got {item!r}")
         out[key.strip()] = parse_value(value)
     return out
+
+
+def quiet_transformers() -> None:
+    """No per-file progress bars from transformers (loading, saving): they would bury the run's own progress."""
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()
+    logging.set_verbosity_error()

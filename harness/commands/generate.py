@@ -42,6 +42,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from harness.backends.hf import HFModel, ModelSpec, Template
+    from harness.commands import quiet_transformers
+
+    quiet_transformers()
     from harness.guide import Guide
     from harness.methods import make_method
     from harness.types import Request, SampleConfig

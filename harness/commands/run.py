@@ -1,0 +1,98 @@
+"""Run a study: expand the config's grid of tasks x strong models x methods x seeds and run (or resume) each cell.
+
+Each cell writes <out>/<task>/<strong>/<method>/seed-<seed>/ with samples.jsonl (one line per sample), manifest.json
+and, once complete, summary.json. Re-running skips finished samples; `--dry-run` prints the plan and loads nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "run or resume a study config (tasks x strong models x methods x seeds)"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", nargs="?", help="YAML study config (see configs/)")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="override config keys, e.g. limit=4 seeds=[0]")
+    p.add_argument("--dry-run", action="store_true", help="print the cells, models and data, load nothing")
+    p.add_argument("--explain", action="store_true", help="list every config key with its type, default and help")
+    p.add_argument("--shard", default="0/1", metavar="I/N", help="run only every N-th cell from the I-th (0-based)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def run(args: argparse.Namespace) -> int:
+    from harness.errors import require
+
+    if args.explain:
+        print(explain())
+        return 0
+    require(args.config, "no config given: w2s run CONFIG [KEY=VALUE ...] (see configs/ for examples)")
+    from harness.study import Study
+
+    index, count = parse_shard(args.shard)
+    study = Study.load(args.config, args.overrides)
+    cells = study.cells()[index::count]
+    if args.dry_run:
+        print(plan(study, cells))
+        return 0
+    from harness.commands import quiet_transformers
+    from harness.runner import Runner
+
+    quiet_transformers()
+    Runner(study, progress=not args.no_progress).run(cells)
+    print(f"{len(cells)} cells complete under {study.out}; next: w2s report {study.out}")
+    return 0
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """ "I/N" -> (I, N) with 0 <= I < N."""
+    from harness.errors import UsageError
+
+    try:
+        index, count = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise UsageError(f"--shard must look like I/N (e.g. 0/4), got {text!r}") from None
+    if not 0 <= index < count:
+        raise UsageError(f"--shard I/N needs 0 <= I < N, got {text!r}")
+    return index, count
+
+
+def plan(study, cells) -> str:
+    """What a run would do: the data, models and cells, with how much of each cell is already on disk."""
+    from harness.store import read_samples
+
+    c, lines = study.config, []
+    lines.append(f"study {c.study} -> {study.out}")
+    for name, task in study.tasks.items():
+        t = task.config
+        guide = c.guides.get(t.guide) if t.guide else None
+        lines.append(f"task {name}: data {t.data} (limit {c.limit or 'all'}), gold {t.gold}")
+        if guide is not None:
+            lines.append(
+                f"  guide {t.guide}: tuned {study.specs[guide.tuned].path}, untuned {study.specs[guide.untuned].path}"
+            )
+        for strong in t.strong:
+            lines.append(f"  strong {strong}: {study.specs[strong].path}")
+    lines.append(f"methods: {', '.join(m.label() for m in study.methods)}; seeds: {c.seeds}")
+    lines.append(f"{len(cells)} cells:")
+    done = 0
+    for cell in cells:
+        have = len(read_samples(cell.dir))
+        done += have
+        lines.append(f"  {cell.dir}  {have} samples done")
+    lines.append(f"{done} samples already done; nothing was loaded")
+    return "\n".join(lines)
+
+
+def explain() -> str:
+    """Every key a study config can hold, section by section."""
+    from harness.configs import describe
+    from harness.study import GuideEntry, ModelEntry, StudyConfig
+    from tasks import TASKS, task_class
+
+    parts = ["# top level", *describe(StudyConfig), "", "# models.<name>", *describe(ModelEntry)]
+    parts += ["", "# guides.<name>", *describe(GuideEntry)]
+    for name in TASKS:
+        parts += ["", f"# tasks.{name}", *describe(task_class(name).Config)]
+    parts += ["", "# methods: plain | bon: {n} | cbs: {width, successors, chunk_length} | eft: {beta} | tuned"]
+    return "\n".join(parts)

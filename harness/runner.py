@@ -1,0 +1,278 @@
+"""Run a study cell by cell: decode, score, append each finished batch to disk, summarise a completed cell.
+
+Nothing finished is ever lost: samples are fsynced batch by batch, a re-run skips the samples a cell already has,
+and a cell resumed under different settings is refused rather than mixed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import platform
+import subprocess
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from tqdm import tqdm
+
+import harness
+from harness.errors import UsageError, require
+from harness.scorers import GuideReward, Item, ScoreCache, Scorer
+from harness.stats import summarize
+from harness.store import MANIFEST, SUMMARY, SampleLog, cell_lock, read_json, write_json
+from harness.study import Cell, Study
+from harness.types import Output, Request
+from tasks.base import Example
+
+COMPUTE_KEYS = ("strong_tokens", "strong_forward_passes", "guide_tokens", "guide_forward_passes", "seconds")
+
+
+def request_seed(seed: int, example_id: str) -> int:
+    """A prompt's seed: from the cell's seed and the prompt's id alone, so batches and shards do not matter."""
+    return int.from_bytes(hashlib.sha256(f"{seed}:{example_id}".encode()).digest()[:4], "little")
+
+
+class ModelPool:
+    """Loads each model once and keeps only what the current cells need (one strong model at a time)."""
+
+    def __init__(self, study: Study):
+        self.study, self.loaded = study, {}
+
+    def get(self, spec, keep: Sequence = ()):
+        """The model for `spec`, dropping loaded models that are neither it nor in `keep`."""
+        from harness.backends.hf import HFModel
+
+        for other in [s for s in self.loaded if s != spec and s not in keep]:
+            del self.loaded[other]
+        if spec not in self.loaded:
+            self.loaded[spec] = HFModel.load(spec)
+        return self.loaded[spec]
+
+
+class Runner:
+    """Runs every cell of a study in grid order; `progress=False` silences the progress bars."""
+
+    def __init__(self, study: Study, progress: bool = True):
+        self.study, self.progress = study, progress
+        self.pool = ModelPool(study)
+        self.cache = ScoreCache(study.out / "scores.sqlite")
+        self.examples: dict[str, list[Example]] = {}
+        self.gold: dict[str, Scorer] = {}
+
+    def run(self, cells: Sequence[Cell] | None = None) -> list[Path]:
+        """Run (or resume) the given cells, by default every cell of the study; returns their directories."""
+        self.preflight()
+        cells = self.study.cells() if cells is None else list(cells)
+        for i, cell in enumerate(cells, 1):
+            self.run_cell(cell, f"[{i}/{len(cells)}] ")
+        self.cache.close()
+        return [c.dir for c in cells]
+
+    def preflight(self) -> None:
+        """Checks that need tokenizers but no model weights: EFT's guides must share the strong model's vocabulary."""
+        if not any(m.name == "eft" for m in self.study.methods):
+            return
+        vocab: dict[str, dict] = {}
+        for task, config in ((name, t.config) for name, t in self.study.tasks.items()):
+            for strong, guide in ((s, g) for s in config.strong for g in self._guide_names(task)):
+                for name in (strong, guide):
+                    vocab.setdefault(name, self._vocabulary(name))
+                require(
+                    vocab[strong] == vocab[guide],
+                    f"method eft needs guides that share the strong model's vocabulary, but in task {task} {guide} "
+                    f"and {strong} differ; drop eft or use a guide with {strong}'s tokenizer",
+                )
+
+    def _vocabulary(self, name: str) -> dict:
+        from transformers import AutoTokenizer
+
+        spec = self.study.specs[name]
+        tokenizer = AutoTokenizer.from_pretrained(
+            spec.path, revision=spec.revision, trust_remote_code=spec.trust_remote_code
+        )
+        return tokenizer.get_vocab()
+
+    def run_cell(self, cell: Cell, position: str = "") -> None:
+        study = self.study
+        examples = self._examples(cell.task)
+        with cell_lock(cell.dir):
+            self._check_manifest(cell)
+            log = SampleLog(cell.dir)
+            done = {r["id"] for r in log.records}
+            pending = [e for e in examples if e.id not in done]
+            if pending:
+                decode = self._decoder(cell)
+                scorers = self._scorers(cell)
+                bar = tqdm(
+                    total=len(examples), initial=len(examples) - len(pending), desc=position + cell.title,
+                    unit="sample", disable=not self.progress, file=sys.stderr, dynamic_ncols=True,
+                )  # fmt: skip
+                size = study.config.batch_size
+                for start in range(0, len(pending), size):
+                    batch = pending[start : start + size]
+                    outputs = decode([Request(e.id, e.prompt, request_seed(cell.seed, e.id)) for e in batch])
+                    log.append(self._records(cell, batch, outputs, scorers))
+                    bar.update(len(batch))
+                bar.close()
+            wanted = {e.id for e in examples}
+            self._summarise(cell, [r for r in log.records if r["id"] in wanted], len(examples))
+
+    def _examples(self, task: str) -> list[Example]:
+        if task not in self.examples:
+            self.examples[task] = self.study.tasks[task].examples(self.study.config.limit)
+        return self.examples[task]
+
+    def _decoder(self, cell: Cell):
+        """A function from requests to outputs for this cell, with its models loaded."""
+        study, task = self.study, self.study.tasks[cell.task].config
+        guide = self._guide(cell.task)
+        keep = [study.specs[n] for n in self._guide_names(cell.task)]
+        if getattr(cell.method, "uses_tuned_model", False):
+            strong = self.pool.get(study.tuned_spec(cell.task, cell.strong), keep=keep)
+        else:
+            strong = self.pool.get(study.specs[cell.strong], keep=keep)
+        template, sample = study.strong_template(cell.task, cell.strong), task.sample.build()
+
+        def decode(requests: list[Request]) -> list[Output]:
+            return cell.method.decode(strong, requests, sample, template=template, guide=guide)
+
+        return decode
+
+    def _guide_names(self, task: str) -> list[str]:
+        name = self.study.tasks[task].config.guide
+        if name is None:
+            return []
+        g = self.study.config.guides[name]
+        return [g.tuned, g.untuned]
+
+    def _guide(self, task: str):
+        from harness.guide import Guide
+
+        names = self._guide_names(task)
+        if not names:
+            return None
+        specs = [self.study.specs[n] for n in names]
+        tuned, untuned = (self.pool.get(s, keep=[*specs, *self.pool.loaded]) for s in specs)
+        entry = self.study.config.guides[self.study.tasks[task].config.guide]
+        return Guide(tuned, untuned, entry.beta, self.study.guide_template(task), retokenize=entry.retokenize)
+
+    def _scorers(self, cell: Cell) -> list[Scorer]:
+        task = self.study.tasks[cell.task]
+        if cell.task not in self.gold:
+            self.gold[cell.task] = task.gold_scorer(self.study.config.device, self.study.config.dtype)
+        scorers: list[Scorer] = [self.gold[cell.task]]
+        guide = self._guide(cell.task)
+        if guide is not None:
+            scorers.append(GuideReward(guide, batch_size=task.config.gold_batch_size))
+        return scorers + task.reference_scorers()
+
+    def _records(self, cell: Cell, batch: list[Example], outputs: list[Output], scorers: list[Scorer]) -> list[dict]:
+        items = [
+            Item(e.prompt, o.text, o.finish_reason != "length", e.reference)
+            for e, o in zip(batch, outputs, strict=True)
+        ]
+        scores = {s.key: self.cache.score(s, items) for s in scorers}
+        return [
+            {
+                "id": e.id,
+                "seed": cell.seed,
+                "request_seed": request_seed(cell.seed, e.id),
+                "prompt": e.prompt,
+                "response": o.text,
+                "finish_reason": o.finish_reason,
+                "tokens": len(o.tokens),
+                "compute": o.compute.as_dict(),
+                "trace": o.trace,
+                "scores": {key: values[i] for key, values in scores.items()},
+            }
+            for i, (e, o) in enumerate(zip(batch, outputs, strict=True))
+        ]
+
+    def _check_manifest(self, cell: Cell) -> None:
+        """Write the cell's manifest, or check that an existing one was made with the same settings."""
+        path = cell.dir / MANIFEST
+        identity = json.loads(json.dumps(self.study.identity(cell)))  # as it reads back: tuples become lists
+        if path.exists():
+            old = read_json(path).get("identity")
+            if old != identity:
+                key = _first_difference(old, identity)
+                raise UsageError(
+                    f"cell {cell.dir} was run with other settings ({key} differs); "
+                    "point `out` elsewhere or delete that cell to start it afresh"
+                )
+            return
+        write_json(
+            path,
+            {
+                "study": self.study.config.study,
+                "cell": cell.describe(),
+                "identity": identity,
+                "config": self.study.resolved(),
+                "versions": versions(),
+                "git_commit": git_commit(),
+                "device": device_name(),
+                "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            },
+        )
+
+    def _summarise(self, cell: Cell, records: list[dict], planned: int) -> None:
+        """Write summary.json once every planned sample is in (and again whenever that set changes)."""
+        path = cell.dir / SUMMARY
+        if len(records) < planned or (path.exists() and read_json(path).get("n") == len(records)):
+            return
+        keys = sorted({k for r in records for k in r["scores"]})
+        compute = {k: summarize([r["compute"][k] for r in records]) for k in COMPUTE_KEYS}
+        compute["response_tokens"] = summarize([r["tokens"] for r in records])
+        write_json(
+            path,
+            {
+                "cell": cell.describe(),
+                "n": len(records),
+                "metrics": {k: summarize([r["scores"][k] for r in records if k in r["scores"]]) for k in keys},
+                "compute": compute,
+            },
+        )
+
+
+def _first_difference(old, new, where: str = "") -> str:
+    """The dotted path of the first place two nested values differ."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        for key in sorted(set(old) | set(new), key=str):
+            if old.get(key) != new.get(key):
+                return _first_difference(old.get(key), new.get(key), f"{where}.{key}" if where else str(key))
+    return where or "settings"
+
+
+def versions() -> dict[str, str]:
+    packages = ("torch", "transformers", "tokenizers", "datasets", "accelerate", "trl", "numpy")
+    found = {"python": platform.python_version(), "w2s-harness": harness.__version__}
+    for name in packages:
+        try:
+            found[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+def git_commit() -> str | None:
+    """The harness checkout's commit (with "+dirty" when it has uncommitted changes), or None outside git."""
+    root = Path(harness.__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+        )
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain"], capture_output=True, text=True)
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return commit.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
+def device_name() -> str:
+    import torch
+
+    if torch.cuda.is_available():
+        return f"cuda: {torch.cuda.get_device_name(0)} x{torch.cuda.device_count()}"
+    return f"cpu: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"

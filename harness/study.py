@@ -1,0 +1,282 @@
+"""A study: the config file that names tasks, models, guides, methods and seeds, and the grid of cells it expands to.
+
+Everything a config can get wrong (a missing or unreadable file, an unknown key, a wrong type, a name that refers
+to nothing, a method without the guide it needs) is found here, before any model or dataset loads.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from harness.configs import build, option
+from harness.errors import UsageError, require
+from harness.methods import Method, make_method
+from harness.types import DTYPE_NAMES, ModelSpec, Template
+from tasks import task_class
+from tasks.base import TaskConfig, is_local
+
+
+@dataclass
+class ModelEntry:
+    path: str = option(help="hub id or local directory")
+    dtype: str | None = option(None, "auto, float32, bfloat16 or float16; default: the study's dtype")
+    device: str | None = option(None, "cpu, cuda, cuda:1; default: the study's device")
+    device_map: str | None = option(None, "e.g. auto, to shard a large model over all GPUs")
+    trust_remote_code: bool = option(False, "run code shipped with the checkpoint")
+    revision: str | None = option(None, "hub revision (branch, tag or commit)")
+    chat: bool = option(False, "wrap prompts in the model's chat template")
+
+
+@dataclass
+class GuideEntry:
+    tuned: str = option(help="the tuned small model (a name from `models`)")
+    untuned: str = option(help="its untuned version (a name from `models`)")
+    beta: float = option(1.0, "scale of the implicit reward; rankings do not depend on it")
+    retokenize: bool = option(False, "score re-tokenised text even with a shared vocabulary, as the paper's code")
+
+
+@dataclass
+class StudyConfig:
+    study: str = option(help="the study's name")
+    out: str | None = option(None, "output directory; default runs/<study>")
+    models: dict[str, ModelEntry] = option({}, "model name -> where it comes from (a path alone will do)")
+    guides: dict[str, GuideEntry] = option({}, "guide name -> its tuned and untuned models")
+    tasks: dict[str, Any] = option({}, "task name (imdb, tldr) -> its options")
+    methods: list[Any] = option(["plain"], "each a name (plain) or {name: {parameter: value}}")
+    seeds: list[int] = option([0], "one cell per seed; each prompt's seed derives from it and the prompt id")
+    limit: int | None = option(None, "examples per task, the first ones; null: all")
+    batch_size: int = option(8, "prompts decoded together")
+    device: str | None = option(None, "every model's device unless it names one; default: cuda if available")
+    dtype: str = option("auto", "every model's dtype unless it names one")
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One point of the grid: a task, a strong model, a method and a seed, with its own output directory."""
+
+    task: str
+    strong: str
+    method: Method
+    seed: int
+    dir: Path
+
+    def describe(self) -> dict:
+        return {
+            "task": self.task,
+            "strong": self.strong,
+            "method": self.method.name,
+            "label": self.method.label(),
+            "slug": slug(self.method.label()),
+            "params": asdict(self.method),
+            "seed": self.seed,
+        }
+
+    @property
+    def title(self) -> str:
+        return f"{self.task} | {self.strong} | {self.method.label()} | seed {self.seed}"
+
+
+def slug(label: str) -> str:
+    """A directory name for a method label: "cbs(W=4,K=4,L=5)" -> "cbs-W4-K4-L5"."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", label.replace("=", "")).strip("-")
+
+
+class Study:
+    """A validated study: its tasks, methods and cells, and what each cell depends on."""
+
+    def __init__(self, raw: dict):
+        self.raw = raw
+        models = raw.get("models")
+        if isinstance(models, dict):  # `name: path` is shorthand for `name: {path: path}`
+            raw["models"] = {k: {"path": v} if isinstance(v, str) else v for k, v in models.items()}
+        self.config: StudyConfig = build(StudyConfig, raw, "")
+        c = self.config
+        require(c.seeds, "seeds is empty; give at least one seed")
+        require(c.limit is None or c.limit >= 1, f"limit must be >= 1 or null, got {c.limit}")
+        require(c.batch_size >= 1, f"batch_size must be >= 1, got {c.batch_size}")
+        require(c.dtype in DTYPE_NAMES, f"dtype must be one of {', '.join(DTYPE_NAMES)}, got {c.dtype!r}")
+        require(c.tasks, "tasks is empty; name at least one task (imdb, tldr)")
+        self.out = Path(c.out or f"runs/{c.study}")
+        self.specs = {name: self._spec(name, e) for name, e in c.models.items()}
+        for name, g in c.guides.items():
+            for role in ("tuned", "untuned"):
+                self._model(getattr(g, role), f"guides.{name}.{role}")
+        self.methods = [self._method(m, f"methods[{i}]") for i, m in enumerate(c.methods)]
+        labels = [m.label() for m in self.methods]
+        require(len(set(labels)) == len(labels), f"methods lists the same method twice: {labels}")
+        self.tasks = {name: self._task(name, options) for name, options in c.tasks.items()}
+        if any(getattr(m, "uses_tuned_model", False) for m in self.methods):
+            require(
+                any(t.config.tuned for t in self.tasks.values()),
+                "method 'tuned' needs tasks.<task>.tuned: {strong model: its checkpoint tuned directly on the task}",
+            )
+
+    @classmethod
+    def load(cls, path: str | Path, overrides: list[str] = ()) -> Study:
+        """Read a YAML config, apply `key.path=value` overrides, validate."""
+        path = Path(path)
+        require(path.is_file(), f"config file {str(path)!r} not found; give the path of a YAML study config")
+        try:
+            raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise UsageError(f"cannot read config {str(path)!r}: {first}") from None
+        require(isinstance(raw, dict), f"config {str(path)!r} must be a YAML mapping of keys to values")
+        for item in overrides:
+            apply_override(raw, item)
+        return cls(raw)
+
+    def cells(self) -> list[Cell]:
+        """The grid, strong model by strong model so each is loaded once. Method `tuned` has cells only where the
+        task names the strong model's directly tuned checkpoint."""
+        return [
+            Cell(name, strong, method, seed, self.out / name / strong / slug(method.label()) / f"seed-{seed}")
+            for name, task in self.tasks.items()
+            for strong in task.config.strong
+            for method in self.methods
+            if not getattr(method, "uses_tuned_model", False) or strong in task.config.tuned
+            for seed in self.config.seeds
+        ]
+
+    def identity(self, cell: Cell) -> dict:
+        """Everything a cell's samples depend on; a cell resumed under different settings is refused."""
+        task = self.tasks[cell.task].config
+        guide = self.config.guides.get(task.guide) if task.guide else None
+        tuned = getattr(cell.method, "uses_tuned_model", False)
+        return {
+            "task": asdict(task) | {"strong": None, "tuned": task.tuned.get(cell.strong) if tuned else None},
+            "strong": _placement_free(self.tuned_spec(cell.task, cell.strong) if tuned else self.specs[cell.strong]),
+            "guide": None
+            if guide is None
+            else {"beta": guide.beta}
+            | {r: _placement_free(self.specs[getattr(guide, r)]) for r in ("tuned", "untuned")},
+            "method": cell.describe()["params"] | {"name": cell.method.name},
+            "seed": cell.seed,
+        }
+
+    def strong_template(self, task: str, strong: str) -> Template:
+        return Template(self.tasks[task].config.template, chat=self.config.models[strong].chat)
+
+    def guide_template(self, task: str) -> Template:
+        config = self.tasks[task].config
+        tuned = self.config.guides[config.guide].tuned
+        return Template(config.guide_template, chat=self.config.models[tuned].chat)
+
+    def resolved(self) -> dict:
+        """The config after overrides and defaults, as plain data (what manifests record)."""
+        out = asdict(self.config)
+        out["tasks"] = {name: asdict(task.config) for name, task in self.tasks.items()}
+        out["methods"] = [{m.name: asdict(m)} for m in self.methods]
+        out["out"] = str(self.out)
+        return out
+
+    def _spec(self, name: str, entry: ModelEntry) -> ModelSpec:
+        where = f"models.{name}"
+        _check_path(entry.path, f"{where}.path")
+        try:
+            return ModelSpec(
+                entry.path,
+                dtype=entry.dtype or self.config.dtype,
+                device=entry.device or self.config.device,
+                device_map=entry.device_map,
+                trust_remote_code=entry.trust_remote_code,
+                revision=entry.revision,
+            )
+        except UsageError as err:
+            raise UsageError(f"{where}: {err}") from None
+
+    def tuned_spec(self, task: str, strong: str) -> ModelSpec:
+        """The strong model's checkpoint tuned directly on the task, placed like the model itself."""
+        s = self.specs[strong]
+        return ModelSpec(self.tasks[task].config.tuned[strong], s.dtype, s.device, s.device_map, s.trust_remote_code)
+
+    def _model(self, name: str, where: str) -> str:
+        require(name in self.config.models, f"{where} names model {name!r}, which `models` does not define")
+        return name
+
+    def _method(self, entry: Any, where: str) -> Method:
+        if isinstance(entry, str):
+            name, params = entry, {}
+        elif isinstance(entry, dict) and len(entry) == 1:
+            name, params = next(iter(entry.items()))
+            params = {} if params is None else params
+            require(isinstance(params, dict), f"{where}.{name} must map parameter names to values, got {params!r}")
+        else:
+            raise UsageError(f"{where} must be a method name or {{name: {{parameter: value}}}}, got {entry!r}")
+        try:
+            return make_method(name, **params)
+        except UsageError as err:
+            raise UsageError(f"{where}: {err}") from None
+
+    def _task(self, name: str, options: Any):
+        cls = task_class(name)
+        config: TaskConfig = build(cls.Config, options, f"tasks.{name}")
+        where = f"tasks.{name}"
+        require(config.strong, f"{where}.strong is empty; list the strong models to run")
+        for i, strong in enumerate(config.strong):
+            self._model(strong, f"{where}.strong[{i}]")
+        for strong, path in config.tuned.items():
+            self._model(strong, f"{where}.tuned")
+            _check_path(path, f"{where}.tuned.{strong}")
+        if config.guide is not None:
+            require(config.guide in self.config.guides, f"{where}.guide names {config.guide!r}, which `guides` lacks")
+        for m in self.methods:
+            require(
+                not m.needs_guide or config.guide is not None,
+                f"method {m.label()} needs a guide but {where} has none; set {where}.guide",
+            )
+        for key in ("template", "guide_template"):
+            require("{prompt}" in getattr(config, key), f"{where}.{key} has no {{prompt}} placeholder; add one")
+        try:
+            config.sample.build()
+        except UsageError as err:
+            raise UsageError(f"{where}.sample: {err}") from None
+        if is_local(config.data):
+            require(Path(config.data).expanduser().is_file(), f"{where}.data file {config.data!r} does not exist")
+        _check_path(config.gold, f"{where}.gold")
+        return cls(config)
+
+
+def _placement_free(spec: ModelSpec) -> dict:
+    """A model spec without where it runs: moving a study to another device does not change its cells."""
+    return asdict(spec) | {"device": None, "device_map": None}
+
+
+def _check_path(path: str, where: str) -> None:
+    """A model path that looks local must exist (hub ids are checked when they load)."""
+    local = Path(path).expanduser()
+    if path.startswith(("/", ".", "~")) or local.exists():
+        require(local.is_dir(), f"{where}: directory {path!r} does not exist")
+
+
+def apply_override(raw: dict, item: str) -> None:
+    """Set `a.b.c=value` in nested config data; the value is read as YAML (4, 0.5, null, [0, 1], text)."""
+    key, sep, text = item.partition("=")
+    require(bool(sep) and bool(key.strip()), f"override {item!r} must look like key.path=value")
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        value = text
+    parts = key.strip().split(".")
+    node: Any = raw
+    for i, part in enumerate(parts[:-1]):
+        if isinstance(node, list):
+            require(
+                part.isdigit() and int(part) < len(node), f"override {key}: no item {part} in {'.'.join(parts[:i])}"
+            )
+            node = node[int(part)]
+        else:
+            node = node.setdefault(part, {})
+        require(isinstance(node, dict | list), f"override {key}: {'.'.join(parts[: i + 1])} is not a section")
+    last = parts[-1]
+    if isinstance(node, list):
+        require(last.isdigit() and int(last) < len(node), f"override {key}: no item {last}")
+        node[int(last)] = value
+    else:
+        node[last] = copy.deepcopy(value)
