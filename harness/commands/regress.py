@@ -1,0 +1,56 @@
+"""Check score metrics in summary.json files against a stored baseline and exit 1 if any regressed (for CI).
+
+A metric regresses when its mean falls below the baseline mean minus a tolerance (the baseline entry's, else
+--tolerance), or, with no tolerance, below the baseline's 95% CI. A cell or metric the baseline has and the
+summaries lack also fails. --update rewrites the baseline from the summaries, keeping stored tolerances."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+from harness.errors import require
+
+HELP = "compare summary.json metrics with a baseline; exit 1 on a regression"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("summary", metavar="SUMMARY", type=Path, help="a summary.json, or a directory of finished cells")
+    p.add_argument("--baseline", required=True, type=Path, metavar="FILE", help="baseline JSON file")
+    p.add_argument("--update", action="store_true", help="rewrite the baseline from SUMMARY instead of checking")
+    p.add_argument(
+        "--tolerance",
+        type=float,
+        metavar="X",
+        help="absolute drop allowed for entries without their own tolerance (default: none, the baseline's CI)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from harness.store import write_json
+    from reports.regress import check, load_summaries, read_baseline, unchecked, updated_baseline
+
+    tol = args.tolerance
+    require(tol is None or (math.isfinite(tol) and tol >= 0), f"--tolerance must be a number >= 0, got {tol}")
+    current = load_summaries(args.summary)
+    if args.update:
+        old = read_baseline(args.baseline) if args.baseline.exists() else {}
+        baseline = updated_baseline(current, old, tol)
+        write_json(args.baseline, baseline)
+        metrics = sum(len(m) for m in baseline["cells"].values())
+        print(f"wrote baseline {args.baseline}: {len(baseline['cells'])} cell(s), {metrics} metric(s)")
+        return 0
+    baseline = read_baseline(args.baseline)
+    regressions = check(current, baseline, tol)
+    for regression in regressions:
+        print(regression)
+    new = unchecked(current, baseline)
+    if new:
+        print(f"note: {len(new)} metric(s) not in the baseline, not checked (add them with --update): {', '.join(new)}")
+    checked = sum(len(m) for m in baseline.values())
+    if regressions:
+        print(f"FAILED: {len(regressions)} regression(s) against {args.baseline} ({checked} metric(s) in baseline)")
+        return 1
+    print(f"OK: no regression in {checked} metric(s) of {len(baseline)} cell(s) against {args.baseline}")
+    return 0

@@ -1,0 +1,34 @@
+"""Write a study's figures (gold by strong model, gold against compute, proxy against gold) and a markdown table of
+every finished cell, reading run directories only: no model is loaded."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+HELP = "figures and a markdown table from a study's finished cells"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("runs_dir", metavar="RUNS_DIR", type=Path, help="the study's runs directory (holds <task>/...)")
+    p.add_argument("--out", type=Path, metavar="DIR", help="where to write (default: RUNS_DIR/report)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from reports.figures import write_figures
+    from reports.load import load_study
+    from reports.table import render
+
+    study = load_study(args.runs_dir)
+    out = args.out or args.runs_dir / "report"
+    written, notes = write_figures(study, out)
+    table = out / "table.md"
+    table.write_text(render(study), encoding="utf-8")
+    for path in [*written, table]:
+        print(f"wrote {path}")
+    for note in notes:
+        print(f"note: {note}")
+    for cell in study.incomplete:
+        print(f"skipped incomplete cell (no summary.json): {cell}")
+    print(f"{len(study.cells)} finished cell(s) reported, {len(study.incomplete)} incomplete skipped")
+    return 0
