@@ -83,3 +83,85 @@ def build_gpt2(
             model.transformer.ln_f.bias.copy_(scale * u)
             model.lm_head.weight[eos] = (eos_logit / scale) * u
     return model
+
+
+def train_causal_lm(
+    model: GPT2LMHeadModel,
+    tokenizer: PreTrainedTokenizerFast,
+    texts: list[str],
+    steps: int,
+    *,
+    batch_size: int = 16,
+    seq_len: int = 64,
+    lr: float = 3e-3,
+    seed: int = 0,
+) -> GPT2LMHeadModel:
+    """Next-token training on random windows of the texts joined by EOS (bf16 autocast: about 2x faster on CPU)."""
+    stream = []
+    for text in texts:
+        stream += [*tokenizer(text)["input_ids"], tokenizer.eos_token_id]
+    data = torch.tensor(stream)
+    generator = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    model.train()
+    for _ in range(steps):
+        starts = torch.randint(0, len(data) - seq_len, (batch_size,), generator=generator)
+        batch = torch.stack([data[s : s + seq_len] for s in starts.tolist()])
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = model(input_ids=batch, labels=batch).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    return model.eval()
+
+
+def build_classifier(tokenizer: PreTrainedTokenizerFast, labels: list[str] | None, seed: int = 0):
+    """A small DistilBERT sequence classifier: named labels, or one scalar output when `labels` is None."""
+    from transformers import DistilBertConfig, DistilBertForSequenceClassification
+
+    torch.manual_seed(seed)
+    names = labels or ["score"]
+    config = DistilBertConfig(
+        vocab_size=len(tokenizer), dim=64, n_layers=2, n_heads=2, hidden_dim=128, max_position_embeddings=256,
+        num_labels=len(names), id2label=dict(enumerate(names)), label2id={n: i for i, n in enumerate(names)},
+        pad_token_id=tokenizer.eos_token_id,
+    )  # fmt: skip
+    return DistilBertForSequenceClassification(config)
+
+
+def train_classifier(
+    model,
+    tokenizer: PreTrainedTokenizerFast,
+    texts: list[str],
+    targets: list[float],
+    steps: int,
+    *,
+    batch_size: int = 32,
+    max_len: int = 128,
+    lr: float = 2e-3,
+    seed: int = 0,
+):
+    """Fit class labels (int targets) or, for a one-output model, a logistic score on 0/1 targets."""
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    side, tokenizer.truncation_side = tokenizer.truncation_side, "left"  # long inputs keep their end (the response)
+    rng = random.Random(seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    scalar = model.config.num_labels == 1
+    model.train()
+    for _ in range(steps):
+        pick = rng.sample(range(len(texts)), min(batch_size, len(texts)))
+        inputs = tokenizer(
+            [texts[i] for i in pick], padding=True, truncation=True, max_length=max_len, return_tensors="pt"
+        )
+        logits = model(**inputs).logits
+        target = torch.tensor([targets[i] for i in pick])
+        if scalar:
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(logits[:, 0], target.float())
+        else:
+            loss = torch.nn.functional.cross_entropy(logits, target.long())
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    tokenizer.truncation_side = side
+    return model.eval()
