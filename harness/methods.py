@@ -96,19 +96,10 @@ class SearchMethod:
         template: Template | None = None,
         guide: Guide | None = None,
     ) -> list[Output]:
-        from harness.search import chunk_beam_search
+        from harness.search import ChunkBeamSearch
 
-        width, successors, chunk_length = self.shape()
-        return chunk_beam_search(
-            strong,
-            requests,
-            sample,
-            width=width,
-            successors=successors,
-            chunk_length=chunk_length,
-            guide=require_guide(self.name, guide) if self.needs_guide else None,
-            template=template,
-        )
+        guide = require_guide(self.name, guide) if self.needs_guide else None
+        return ChunkBeamSearch(strong, requests, sample, self.shape(), guide, template).run()
 
 
 @dataclass(frozen=True)

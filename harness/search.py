@@ -43,50 +43,36 @@ class _Prompt:
     output: Output | None = None
 
 
-def chunk_beam_search(
-    strong: HFModel,
-    requests: Sequence[Request],
-    sample: SampleConfig,
-    *,
-    width: int,
-    successors: int,
-    chunk_length: int | None,
-    guide: Guide | None,
-    template: Template | None = None,
-) -> list[Output]:
-    """Run CBS(W=width, K=successors, L=chunk_length) for all requests at once; L=None is one chunk of the budget."""
-    require(guide is not None or width * successors == 1, "a search with W*K > 1 needs a guide to rank candidates")
-    if not requests:
-        return []
-    return _Search(strong, requests, sample, width, successors, chunk_length, guide, template or Template()).run()
+class ChunkBeamSearch:
+    """One batched search over `requests`: the rollout's rows are the live hypotheses, grouped by prompt.
 
-
-class _Search:
-    """One batched search: the rollout's rows are the live hypotheses, grouped by prompt."""
+    `shape` is (W, K, L); L=None is one chunk of the whole budget."""
 
     def __init__(
         self,
         strong: HFModel,
         requests: Sequence[Request],
         sample: SampleConfig,
-        width: int,
-        successors: int,
-        chunk_length: int | None,
+        shape: tuple[int, int, int | None],
         guide: Guide | None,
-        template: Template,
+        template: Template | None = None,
     ):
+        self.width, self.successors, chunk_length = shape
+        require(guide is not None or self.width * self.successors == 1, "a search with W*K > 1 needs a guide")
         self.strong, self.sample, self.guide = strong, sample, guide
-        self.width, self.successors = width, successors
         self.chunk_length = chunk_length or sample.max_new_tokens
         sampler = Sampler(sample, strong.device)
         self.stopper = Stopper(strong, sample.stop)
         self.prompts = [_Prompt(r, sampler.generator(r.seed)) for r in requests]
+        template = template or Template()
         self.prompt_ids = [strong.encode_prompt(template, r.prompt, sample.max_new_tokens) for r in requests]
         self.rollout = Rollout(
             [strong], sampler, self.stopper, [p.generator for p in self.prompts], [p.compute for p in self.prompts]
         )
 
     def run(self) -> list[Output]:
+        if not self.prompts:
+            return []
         start = time.perf_counter()
         # 1. read every prompt once, then branch each into W*K rows that share its cache
         self.rollout.prefill([self.prompt_ids])

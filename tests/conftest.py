@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from harness.backends.hf import HFModel, ModelSpec
+from harness.cli import main
 from harness.guide import Guide
 from harness.toy import build_gpt2, synthetic_corpus, train_tokenizer
 from harness.types import Request
@@ -159,3 +160,13 @@ def data_dir(tmp_path):
     ]
     (tmp_path / "tldr.jsonl").write_text("".join(json.dumps(r) + "\n" for r in posts))
     return tmp_path
+
+
+def w2s(capsys, *args: str) -> tuple[int, str, str]:
+    """Run the CLI in this process: exit code, stdout, stderr."""
+    try:
+        code = main(list(args))
+    except SystemExit as exit_:
+        code = exit_.code
+    out = capsys.readouterr()
+    return code, out.out, out.err

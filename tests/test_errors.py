@@ -7,8 +7,8 @@ import subprocess
 import sys
 
 import pytest
+from conftest import w2s
 
-from harness.cli import main
 from harness.errors import UsageError
 from harness.methods import make_method
 from harness.types import Request, SampleConfig, Template
@@ -65,16 +65,6 @@ def test_prompt_longer_than_the_context_is_refused(zoo):
     long = Request("x", "word " * 2000)
     with pytest.raises(UsageError, match="exceeds the 1024-token context"):
         make_method("plain").decode(zoo.strong, [long], SampleConfig())
-
-
-def w2s(capsys, *args: str) -> tuple[int, str, str]:
-    """Run the CLI in this process: exit code, stdout, stderr."""
-    try:
-        code = main(list(args))
-    except SystemExit as exit_:
-        code = exit_.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 @pytest.mark.parametrize(

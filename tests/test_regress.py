@@ -7,22 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import w2s
 
-from harness.cli import main
 from harness.stats import summarize
 from harness.store import read_json, write_json
 
 CELLS = ["imdb/gpt2-large/plain/seed-0", "imdb/gpt2-large/cbs-W4-K4-L5/seed-0"]
-
-
-def w2s(capsys, *args: str) -> tuple[int, str, str]:
-    """Run the CLI in this process: exit code, stdout, stderr."""
-    try:
-        code = main(list(args))
-    except SystemExit as exit_:
-        code = exit_.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def metrics(shift: float = 0.0, seed: int = 0) -> dict:

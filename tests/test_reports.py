@@ -12,6 +12,7 @@ import matplotlib.colors
 import matplotlib.image
 import numpy as np
 import pytest
+from conftest import w2s
 
 from harness.cli import main
 from harness.stats import paired, summarize
@@ -116,16 +117,6 @@ def study(tmp_path_factory) -> tuple[Path, dict]:
                   "slug": "cbs-W8-K8-L5", "params": params, "seed": 0}  # fmt: skip
     _write_cell(root, incomplete, _records("imdb", "gpt2-large", "cbs", 1.2, (2000, 3000), 0)[:3], finished=False)
     return root, data
-
-
-def w2s(capsys, *args: str) -> tuple[int, str, str]:
-    """Run the CLI in this process: exit code, stdout, stderr."""
-    try:
-        code = main(list(args))
-    except SystemExit as exit_:
-        code = exit_.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 @pytest.fixture(scope="module")
