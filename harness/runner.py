@@ -15,6 +15,7 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
@@ -27,6 +28,9 @@ from harness.study import Cell, Study
 from harness.types import Output, Request
 from tasks.base import Example
 
+if TYPE_CHECKING:
+    from harness.guide import Guide
+
 COMPUTE_KEYS = ("strong_tokens", "strong_forward_passes", "guide_tokens", "guide_forward_passes", "seconds")
 
 
@@ -38,8 +42,8 @@ def request_seed(seed: int, example_id: str) -> int:
 class ModelPool:
     """Loads each model once and keeps only what the current cells need (one strong model at a time)."""
 
-    def __init__(self, study: Study):
-        self.study, self.loaded = study, {}
+    def __init__(self):
+        self.loaded = {}
 
     def get(self, spec, keep: Sequence = ()):
         """The model for `spec`, dropping loaded models that are neither it nor in `keep`."""
@@ -57,7 +61,7 @@ class Runner:
 
     def __init__(self, study: Study, progress: bool = True):
         self.study, self.progress = study, progress
-        self.pool = ModelPool(study)
+        self.pool = ModelPool()
         self.cache = ScoreCache(study.out / "scores.sqlite")
         self.examples: dict[str, list[Example]] = {}
         self.gold: dict[str, Scorer] = {}
@@ -66,9 +70,11 @@ class Runner:
         """Run (or resume) the given cells, by default every cell of the study; returns their directories."""
         self.preflight()
         cells = self.study.cells() if cells is None else list(cells)
-        for i, cell in enumerate(cells, 1):
-            self.run_cell(cell, f"[{i}/{len(cells)}] ")
-        self.cache.close()
+        try:
+            for i, cell in enumerate(cells, 1):
+                self.run_cell(cell, f"[{i}/{len(cells)}] ")
+        finally:
+            self.cache.close()
         return [c.dir for c in cells]
 
     def preflight(self) -> None:
@@ -96,7 +102,7 @@ class Runner:
         return tokenizer.get_vocab()
 
     def run_cell(self, cell: Cell, position: str = "") -> None:
-        study = self.study
+        """Run (or resume) one cell; `position` prefixes its progress bar."""
         examples = self._examples(cell.task)
         with cell_lock(cell.dir):
             self._check_manifest(cell)
@@ -104,13 +110,13 @@ class Runner:
             done = {r["id"] for r in log.records}
             pending = [e for e in examples if e.id not in done]
             if pending:
-                decode = self._decoder(cell)
-                scorers = self._scorers(cell)
+                guide = self._guide(cell.task)
+                decode, scorers = self._decoder(cell, guide), self._scorers(cell, guide)
                 bar = tqdm(
                     total=len(examples), initial=len(examples) - len(pending), desc=position + cell.title,
                     unit="sample", disable=not self.progress, file=sys.stderr, dynamic_ncols=True,
                 )  # fmt: skip
-                size = study.config.batch_size
+                size = self.study.config.batch_size
                 for start in range(0, len(pending), size):
                     batch = pending[start : start + size]
                     outputs = decode([Request(e.id, e.prompt, request_seed(cell.seed, e.id)) for e in batch])
@@ -125,10 +131,9 @@ class Runner:
             self.examples[task] = self.study.tasks[task].examples(self.study.config.limit)
         return self.examples[task]
 
-    def _decoder(self, cell: Cell):
+    def _decoder(self, cell: Cell, guide: Guide | None):
         """A function from requests to outputs for this cell, with its models loaded."""
         study, task = self.study, self.study.tasks[cell.task].config
-        guide = self._guide(cell.task)
         keep = [study.specs[n] for n in self._guide_names(cell.task)]
         if getattr(cell.method, "uses_tuned_model", False):
             strong = self.pool.get(study.tuned_spec(cell.task, cell.strong), keep=keep)
@@ -148,7 +153,7 @@ class Runner:
         g = self.study.config.guides[name]
         return [g.tuned, g.untuned]
 
-    def _guide(self, task: str):
+    def _guide(self, task: str) -> Guide | None:
         from harness.guide import Guide
 
         names = self._guide_names(task)
@@ -159,12 +164,12 @@ class Runner:
         entry = self.study.config.guides[self.study.tasks[task].config.guide]
         return Guide(tuned, untuned, entry.beta, self.study.guide_template(task), retokenize=entry.retokenize)
 
-    def _scorers(self, cell: Cell) -> list[Scorer]:
+    def _scorers(self, cell: Cell, guide: Guide | None) -> list[Scorer]:
+        """Gold first, then the guide's reward (the proxy) and the task's reference metrics."""
         task = self.study.tasks[cell.task]
         if cell.task not in self.gold:
             self.gold[cell.task] = task.gold_scorer(self.study.config.device, self.study.config.dtype)
         scorers: list[Scorer] = [self.gold[cell.task]]
-        guide = self._guide(cell.task)
         if guide is not None:
             scorers.append(GuideReward(guide, batch_size=task.config.gold_batch_size))
         return scorers + task.reference_scorers()

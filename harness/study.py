@@ -149,16 +149,18 @@ class Study:
         task = self.tasks[cell.task].config
         guide = self.config.guides.get(task.guide) if task.guide else None
         tuned = getattr(cell.method, "uses_tuned_model", False)
-        return {
+        identity = {
             "task": asdict(task) | {"strong": None, "tuned": task.tuned.get(cell.strong) if tuned else None},
             "strong": _placement_free(self.tuned_spec(cell.task, cell.strong) if tuned else self.specs[cell.strong]),
-            "guide": None
-            if guide is None
-            else {"beta": guide.beta}
-            | {r: _placement_free(self.specs[getattr(guide, r)]) for r in ("tuned", "untuned")},
+            "template": asdict(self.strong_template(cell.task, cell.strong)),
             "method": cell.describe()["params"] | {"name": cell.method.name},
             "seed": cell.seed,
         }
+        if guide is not None:
+            models = {role: _placement_free(self.specs[getattr(guide, role)]) for role in ("tuned", "untuned")}
+            template = asdict(self.guide_template(cell.task))
+            identity["guide"] = {"beta": guide.beta, "retokenize": guide.retokenize, "template": template, **models}
+        return identity
 
     def strong_template(self, task: str, strong: str) -> Template:
         return Template(self.tasks[task].config.template, chat=self.config.models[strong].chat)

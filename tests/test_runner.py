@@ -94,6 +94,11 @@ def test_resuming_under_other_settings_is_refused(zoo, gold_paths, data_dir):
     changed = Study(raw)
     with pytest.raises(UsageError, match=r"was run with other settings \(task.sample.temperature differs\)"):
         Runner(changed, progress=False).run_cell(changed.cells()[0])
+    raw["tasks"]["imdb"]["sample"]["temperature"] = 0.7
+    raw["guides"]["g"]["retokenize"] = True
+    changed = Study(raw)
+    with pytest.raises(UsageError, match=r"\(guide.retokenize differs\)"):
+        Runner(changed, progress=False).run_cell(changed.cells()[0])
 
 
 def test_a_torn_last_line_is_dropped_and_the_sample_redone(zoo, gold_paths, data_dir):

@@ -72,7 +72,8 @@ def plan(study, cells) -> str:
                 f"  guide {t.guide}: tuned {study.specs[guide.tuned].path}, untuned {study.specs[guide.untuned].path}"
             )
         for strong in t.strong:
-            lines.append(f"  strong {strong}: {study.specs[strong].path}")
+            tuned = f" (tuned directly: {t.tuned[strong]})" if strong in t.tuned else ""
+            lines.append(f"  strong {strong}: {study.specs[strong].path}{tuned}")
     lines.append(f"methods: {', '.join(m.label() for m in study.methods)}; seeds: {c.seeds}")
     lines.append(f"{len(cells)} cells:")
     done = 0
