@@ -12,6 +12,7 @@ import json
 import platform
 import subprocess
 import sys
+from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -127,8 +128,12 @@ class Runner:
             self._summarise(cell, [r for r in log.records if r["id"] in wanted], len(examples))
 
     def _examples(self, task: str) -> list[Example]:
+        """The task's examples, loaded once; their ids must be unique, since resuming goes by id."""
         if task not in self.examples:
-            self.examples[task] = self.study.tasks[task].examples(self.study.config.limit)
+            examples = self.study.tasks[task].examples(self.study.config.limit)
+            repeated = sorted(i for i, n in Counter(e.id for e in examples).items() if n > 1)[:3]
+            require(not repeated, f"task {task}'s data repeats example ids ({', '.join(repeated)}); ids must be unique")
+            self.examples[task] = examples
         return self.examples[task]
 
     def _decoder(self, cell: Cell, guide: Guide | None):

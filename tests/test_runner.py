@@ -155,3 +155,11 @@ def test_sigkill_mid_run_loses_nothing_and_the_rerun_completes(zoo, gold_paths, 
         complete = kept[cell.dir][: kept[cell.dir].rfind(b"\n") + 1]
         assert (cell.dir / SAMPLES).read_bytes().startswith(complete)  # every sample finished before the kill kept
         assert read_json(cell.dir / SUMMARY)["n"] == 8
+
+
+def test_data_with_repeated_ids_is_refused(zoo, gold_paths, data_dir):
+    rows = [{"id": "same", "label": 1, "text": f"A film number {i} about things."} for i in range(3)]
+    (data_dir / "imdb.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    study = Study(study_dict(zoo, gold_paths, data_dir))
+    with pytest.raises(UsageError, match="repeats example ids \\(same\\)"):
+        Runner(study, progress=False).run_cell(study.cells()[0])
