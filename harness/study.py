@@ -103,6 +103,12 @@ class Study:
         require(c.dtype in DTYPE_NAMES, f"dtype must be one of {', '.join(DTYPE_NAMES)}, got {c.dtype!r}")
         require(c.tasks, "tasks is empty; name at least one task (imdb, tldr)")
         self.out = Path(c.out or f"runs/{c.study}")
+        for name in c.models:  # model names become directory names
+            require(
+                re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name) is not None,
+                f"model name {name!r} must be letters, digits, '_', '.' or '-' (it names run directories); "
+                "put the hub id or path under `path`",
+            )
         self.specs = {name: self._spec(name, e) for name, e in c.models.items()}
         for name, g in c.guides.items():
             for role in ("tuned", "untuned"):

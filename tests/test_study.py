@@ -59,6 +59,7 @@ def test_a_valid_study_expands_to_its_grid(zoo, gold_paths, data_dir):
         (lambda d: d["tasks"]["imdb"].pop("tuned"), "method 'tuned' needs tasks.<task>.tuned"),
         (lambda d: d["tasks"]["imdb"].update(prefix_words=[5, 2]), "prefix_words must be [lo, hi] with 1 <= lo <= hi"),
         (lambda d: d.pop("study"), "study is required"),
+        (lambda d: d["models"].update({"org/model": "x"}), "model name 'org/model' must be letters, digits"),
     ],
 )
 def test_config_mistakes_are_named(zoo, gold_paths, data_dir, change, message):
