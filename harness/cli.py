@@ -15,6 +15,7 @@ COMMANDS = {
     "report": "harness.commands.report",
     "regress": "harness.commands.regress",
     "toy-models": "harness.commands.toy_models",
+    "winrate": "harness.commands.winrate",
 }
 
 

@@ -14,12 +14,19 @@ from typing import Any
 from harness.errors import UsageError
 
 
-def option(default: Any = dataclasses.MISSING, help: str = "", **kwargs: Any) -> Any:
-    """A dataclass field with its help text (shown by `w2s run --explain`)."""
+def option(default: Any = dataclasses.MISSING, help: str = "", *, identity: bool = True, **kwargs: Any) -> Any:
+    """A dataclass field with its help text (shown by `w2s run --explain`). `identity=False` marks an option that does
+    not change a cell's samples (what is judged, how results are reported), so it is left out of the cell's identity."""
     if isinstance(default, list | dict):
         kwargs["default_factory"] = lambda d=default: type(d)(d)
         default = dataclasses.MISSING
-    return dataclasses.field(default=default, metadata={"help": help}, **kwargs)
+    return dataclasses.field(default=default, metadata={"help": help, "identity": identity}, **kwargs)
+
+
+def identity_fields(obj: Any) -> dict[str, Any]:
+    """A config dataclass as plain data, without the options marked `identity=False`."""
+    keep = {f.name for f in dataclasses.fields(obj) if f.metadata.get("identity", True)}
+    return {k: v for k, v in dataclasses.asdict(obj).items() if k in keep}
 
 
 def build(cls: type, data: Any, where: str) -> Any:

@@ -21,6 +21,7 @@ METHODS: dict[str, str] = {
     "cbs": "harness.methods:CBS",
     "eft": "baselines.eft:EFT",
     "tuned": "baselines.tuned:Tuned",
+    "guide": "baselines.guide_alone:GuideAlone",
 }
 
 

@@ -24,7 +24,7 @@ import harness
 from harness.errors import UsageError, require
 from harness.scorers import GuideReward, Item, ScoreCache, Scorer
 from harness.stats import summarize
-from harness.store import MANIFEST, SUMMARY, SampleLog, cell_lock, read_json, write_json
+from harness.store import MANIFEST, MODEL_OUTPUTS, SUMMARY, SampleLog, cell_lock, read_json, write_json
 from harness.study import Cell, Study
 from harness.types import Output, Request
 from tasks.base import Example
@@ -65,7 +65,7 @@ class Runner:
         self.pool = ModelPool()
         self.cache = ScoreCache(study.out / "scores.sqlite")
         self.examples: dict[str, list[Example]] = {}
-        self.gold: dict[str, Scorer] = {}
+        self.gold: dict[str, Scorer | None] = {}
 
     def run(self, cells: Sequence[Cell] | None = None) -> list[Path]:
         """Run (or resume) the given cells, by default every cell of the study; returns their directories."""
@@ -79,28 +79,34 @@ class Runner:
         return [c.dir for c in cells]
 
     def preflight(self) -> None:
-        """Checks that need tokenizers but no model weights: EFT's guides must share the strong model's vocabulary."""
-        if not any(m.name == "eft" for m in self.study.methods):
-            return
-        vocab: dict[str, dict] = {}
+        """Checks that need tokenizers but no model weights: every chat model has a chat template, and EFT's guides
+        share the strong model's vocabulary."""
+        tokenizers: dict[str, object] = {}
+
+        def tokenizer(name: str):
+            if name not in tokenizers:
+                from harness.backends.hf import load_tokenizer
+
+                tokenizers[name] = load_tokenizer(self.study.specs[name])
+            return tokenizers[name]
+
         for task, config in ((name, t.config) for name, t in self.study.tasks.items()):
-            for strong, guide in ((s, g) for s in config.strong for g in self._guide_names(task)):
-                for name in (strong, guide):
-                    vocab.setdefault(name, self._vocabulary(name))
+            methods = self.study.task_methods[task]
+            used = set(config.strong) | set(self._guide_names(task))
+            for name in sorted(n for n in used if self.study.config.models[n].chat):
                 require(
-                    vocab[strong] == vocab[guide],
+                    tokenizer(name).chat_template is not None,
+                    f"model {name} ({self.study.specs[name].path}) has no chat template; give one with "
+                    f"models.{name}.chat_template (a Jinja string or a file) or set models.{name}.chat: false",
+                )
+            if not any(m.name == "eft" for m in methods):
+                continue
+            for strong, guide in ((s, g) for s in config.strong for g in self._guide_names(task)):
+                require(
+                    tokenizer(strong).get_vocab() == tokenizer(guide).get_vocab(),
                     f"method eft needs guides that share the strong model's vocabulary, but in task {task} {guide} "
                     f"and {strong} differ; drop eft or use a guide with {strong}'s tokenizer",
                 )
-
-    def _vocabulary(self, name: str) -> dict:
-        from transformers import AutoTokenizer
-
-        spec = self.study.specs[name]
-        tokenizer = AutoTokenizer.from_pretrained(
-            spec.path, revision=spec.revision, trust_remote_code=spec.trust_remote_code
-        )
-        return tokenizer.get_vocab()
 
     def run_cell(self, cell: Cell, position: str = "") -> None:
         """Run (or resume) one cell; `position` prefixes its progress bar."""
@@ -125,7 +131,18 @@ class Runner:
                     bar.update(len(batch))
                 bar.close()
             wanted = {e.id for e in examples}
-            self._summarise(cell, [r for r in log.records if r["id"] in wanted], len(examples))
+            records = [r for r in log.records if r["id"] in wanted]
+            self._summarise(cell, records, len(examples))
+            if len(records) == len(examples):
+                self._finish(cell, examples, records)
+
+    def _finish(self, cell: Cell, examples: list[Example], records: list[dict]) -> None:
+        """After a cell's last sample: the task's model_outputs.json (alpaca_eval's format), where it has one."""
+        task = self.study.tasks[cell.task]
+        if hasattr(task, "model_outputs"):
+            generator = cell.dir.relative_to(self.study.out).as_posix()
+            rows = task.model_outputs(examples, {r["id"]: r["response"] for r in records}, generator)
+            write_json(cell.dir / MODEL_OUTPUTS, rows)
 
     def _examples(self, task: str) -> list[Example]:
         """The task's examples, loaded once; their ids must be unique, since resuming goes by id."""
@@ -140,11 +157,8 @@ class Runner:
         """A function from requests to outputs for this cell, with its models loaded."""
         study, task = self.study, self.study.tasks[cell.task].config
         keep = [study.specs[n] for n in self._guide_names(cell.task)]
-        if getattr(cell.method, "uses_tuned_model", False):
-            strong = self.pool.get(study.tuned_spec(cell.task, cell.strong), keep=keep)
-        else:
-            strong = self.pool.get(study.specs[cell.strong], keep=keep)
-        template, sample = study.strong_template(cell.task, cell.strong), task.sample.build()
+        strong = self.pool.get(study.cell_model(cell), keep=keep)
+        template, sample = study.cell_template(cell), task.sample.build()
 
         def decode(requests: list[Request]) -> list[Output]:
             return cell.method.decode(strong, requests, sample, template=template, guide=guide)
@@ -170,11 +184,12 @@ class Runner:
         return Guide(tuned, untuned, entry.beta, self.study.guide_template(task), retokenize=entry.retokenize)
 
     def _scorers(self, cell: Cell, guide: Guide | None) -> list[Scorer]:
-        """Gold first, then the guide's reward (the proxy) and the task's reference metrics."""
+        """Gold first (for tasks that score each sample with one), then the guide's reward (the proxy) and the task's
+        reference metrics."""
         task = self.study.tasks[cell.task]
         if cell.task not in self.gold:
             self.gold[cell.task] = task.gold_scorer(self.study.config.device, self.study.config.dtype)
-        scorers: list[Scorer] = [self.gold[cell.task]]
+        scorers: list[Scorer] = [self.gold[cell.task]] if self.gold[cell.task] is not None else []
         if guide is not None:
             scorers.append(GuideReward(guide, batch_size=task.config.gold_batch_size))
         return scorers + task.reference_scorers()

@@ -4,6 +4,7 @@
         samples.jsonl   one JSON object per finished sample, appended and fsynced batch by batch
         manifest.json   what produced the cell: resolved config, versions, git commit, device
         summary.json    per-metric n, mean, std and 95% bootstrap CI, written when the cell completes
+        model_outputs.json  alpaca_eval's format (tasks judged against references), written when the cell completes
         .lock           held (flock) by the one process writing the cell
 
 A process killed at any moment leaves at most a torn last line, which readers ignore and writers cut off.
@@ -21,6 +22,7 @@ from pathlib import Path
 from harness.errors import UsageError
 
 SAMPLES, MANIFEST, SUMMARY, LOCK = "samples.jsonl", "manifest.json", "summary.json", ".lock"
+MODEL_OUTPUTS = "model_outputs.json"
 
 
 def _complete_lines(data: bytes) -> tuple[list[dict], int]:

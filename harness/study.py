@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from harness.configs import build, option
+from harness.configs import build, identity_fields, option
 from harness.errors import UsageError, require
 from harness.methods import Method, make_method
 from harness.types import DTYPE_NAMES, ModelSpec, Template
@@ -31,6 +31,9 @@ class ModelEntry:
     trust_remote_code: bool = option(False, "run code shipped with the checkpoint")
     revision: str | None = option(None, "hub revision (branch, tag or commit)")
     chat: bool = option(False, "wrap prompts in the model's chat template")
+    chat_template: str | None = option(
+        None, "chat template replacing the tokenizer's own: Jinja text, or the path of a file holding it"
+    )
 
 
 @dataclass
@@ -113,15 +116,16 @@ class Study:
         for name, g in c.guides.items():
             for role in ("tuned", "untuned"):
                 self._model(getattr(g, role), f"guides.{name}.{role}")
-        self.methods = [self._method(m, f"methods[{i}]") for i, m in enumerate(c.methods)]
-        labels = [m.label() for m in self.methods]
-        require(len(set(labels)) == len(labels), f"methods lists the same method twice: {labels}")
+        self.methods = self._methods(c.methods, "methods")
+        self.task_methods: dict[str, list[Method]] = {}
         self.tasks = {name: self._task(name, options) for name, options in c.tasks.items()}
-        if any(getattr(m, "uses_tuned_model", False) for m in self.methods):
-            require(
-                any(t.config.tuned for t in self.tasks.values()),
-                "method 'tuned' needs tasks.<task>.tuned: {strong model: its checkpoint tuned directly on the task}",
-            )
+        with_tuned = [
+            name for name, methods in self.task_methods.items() if any(uses(m, "tuned_model") for m in methods)
+        ]
+        require(
+            not with_tuned or any(self.tasks[name].config.tuned for name in with_tuned),
+            "method 'tuned' needs tasks.<task>.tuned: {strong model: its checkpoint tuned directly on the task}",
+        )
 
     @classmethod
     def load(cls, path: str | Path, overrides: list[str] = ()) -> Study:
@@ -140,25 +144,33 @@ class Study:
 
     def cells(self) -> list[Cell]:
         """The grid, strong model by strong model so each is loaded once. Method `tuned` has cells only where the
-        task names the strong model's directly tuned checkpoint."""
-        return [
-            Cell(name, strong, method, seed, self.out / name / strong / slug(method.label()) / f"seed-{seed}")
-            for name, task in self.tasks.items()
-            for strong in task.config.strong
-            for method in self.methods
-            if not getattr(method, "uses_tuned_model", False) or strong in task.config.tuned
-            for seed in self.config.seeds
-        ]
+        task names the strong model's directly tuned checkpoint; method `guide` has one cell per task and seed, its
+        strong model being the guide's tuned model."""
+        cells = []
+        for name, task in self.tasks.items():
+            methods = self.task_methods[name]
+            for strong in task.config.strong:
+                for method in methods:
+                    if uses(method, "guide_model") or (uses(method, "tuned_model") and strong not in task.config.tuned):
+                        continue
+                    cells += [self._cell(name, strong, method, seed) for seed in self.config.seeds]
+            for method in (m for m in methods if uses(m, "guide_model")):
+                tuned = self.config.guides[task.config.guide].tuned
+                cells += [self._cell(name, tuned, method, seed) for seed in self.config.seeds]
+        return cells
+
+    def _cell(self, task: str, strong: str, method: Method, seed: int) -> Cell:
+        return Cell(task, strong, method, seed, self.out / task / strong / slug(method.label()) / f"seed-{seed}")
 
     def identity(self, cell: Cell) -> dict:
         """Everything a cell's samples depend on; a cell resumed under different settings is refused."""
         task = self.tasks[cell.task].config
         guide = self.config.guides.get(task.guide) if task.guide else None
-        tuned = getattr(cell.method, "uses_tuned_model", False)
+        tuned = uses(cell.method, "tuned_model")
         identity = {
-            "task": asdict(task) | {"strong": None, "tuned": task.tuned.get(cell.strong) if tuned else None},
-            "strong": _placement_free(self.tuned_spec(cell.task, cell.strong) if tuned else self.specs[cell.strong]),
-            "template": asdict(self.strong_template(cell.task, cell.strong)),
+            "task": identity_fields(task) | {"strong": None, "tuned": task.tuned.get(cell.strong) if tuned else None},
+            "strong": _placement_free(self.cell_model(cell)),
+            "template": asdict(self.cell_template(cell)),
             "method": cell.describe()["params"] | {"name": cell.method.name},
             "seed": cell.seed,
         }
@@ -168,8 +180,17 @@ class Study:
             identity["guide"] = {"beta": guide.beta, "retokenize": guide.retokenize, "template": template, **models}
         return identity
 
-    def strong_template(self, task: str, strong: str) -> Template:
-        return Template(self.tasks[task].config.template, chat=self.config.models[strong].chat)
+    def cell_model(self, cell: Cell) -> ModelSpec:
+        """The model a cell decodes with: the strong model, or its directly tuned checkpoint for method `tuned`."""
+        if uses(cell.method, "tuned_model"):
+            return self.tuned_spec(cell.task, cell.strong)
+        return self.specs[cell.strong]
+
+    def cell_template(self, cell: Cell) -> Template:
+        """The prompt template of a cell's model: the guide's for method `guide`, else the strong model's."""
+        if uses(cell.method, "guide_model"):
+            return self.guide_template(cell.task)
+        return Template(self.tasks[cell.task].config.template, chat=self.config.models[cell.strong].chat)
 
     def guide_template(self, task: str) -> Template:
         config = self.tasks[task].config
@@ -181,6 +202,8 @@ class Study:
         out = asdict(self.config)
         out["tasks"] = {name: asdict(task.config) for name, task in self.tasks.items()}
         out["methods"] = [{m.name: asdict(m)} for m in self.methods]
+        for name, methods in self.task_methods.items():
+            out["tasks"][name]["methods"] = [{m.name: asdict(m)} for m in methods]
         out["out"] = str(self.out)
         return out
 
@@ -195,6 +218,7 @@ class Study:
                 device_map=entry.device_map,
                 trust_remote_code=entry.trust_remote_code,
                 revision=entry.revision,
+                chat_template=_chat_template(entry.chat_template, f"{where}.chat_template"),
             )
         except UsageError as err:
             raise UsageError(f"{where}: {err}") from None
@@ -207,6 +231,12 @@ class Study:
     def _model(self, name: str, where: str) -> str:
         require(name in self.config.models, f"{where} names model {name!r}, which `models` does not define")
         return name
+
+    def _methods(self, entries: list[Any], where: str) -> list[Method]:
+        methods = [self._method(m, f"{where}[{i}]") for i, m in enumerate(entries)]
+        labels = [m.label() for m in methods]
+        require(len(set(labels)) == len(labels), f"{where} lists the same method twice: {labels}")
+        return methods
 
     def _method(self, entry: Any, where: str) -> Method:
         if isinstance(entry, str):
@@ -223,9 +253,16 @@ class Study:
             raise UsageError(f"{where}: {err}") from None
 
     def _task(self, name: str, options: Any):
-        cls = task_class(name)
-        config: TaskConfig = build(cls.Config, options, f"tasks.{name}")
         where = f"tasks.{name}"
+        require(
+            re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name) is not None,
+            f"task name {name!r} must be letters, digits, '_', '.' or '-' (it names run directories)",
+        )
+        kind = options.get("task") if isinstance(options, dict) else None
+        cls = task_class(kind if isinstance(kind, str) else name, where)
+        config: TaskConfig = build(cls.Config, options, where)
+        methods = self.methods if config.methods is None else self._methods(config.methods, f"{where}.methods")
+        self.task_methods[name] = methods
         require(config.strong, f"{where}.strong is empty; list the strong models to run")
         for i, strong in enumerate(config.strong):
             self._model(strong, f"{where}.strong[{i}]")
@@ -234,7 +271,7 @@ class Study:
             _check_path(path, f"{where}.tuned.{strong}")
         if config.guide is not None:
             require(config.guide in self.config.guides, f"{where}.guide names {config.guide!r}, which `guides` lacks")
-        for m in self.methods:
+        for m in methods:
             require(
                 not m.needs_guide or config.guide is not None,
                 f"method {m.label()} needs a guide but {where} has none; set {where}.guide",
@@ -251,9 +288,26 @@ class Study:
         return cls(config)
 
 
+def uses(method: Method, model: str) -> bool:
+    """Whether a method decodes with another model than the strong one: "tuned_model" or "guide_model"."""
+    return getattr(method, f"uses_{model}", False)
+
+
 def _placement_free(spec: ModelSpec) -> dict:
     """A model spec without where it runs: moving a study to another device does not change its cells."""
     return asdict(spec) | {"device": None, "device_map": None}
+
+
+def _chat_template(value: str | None, where: str) -> str | None:
+    """A chat template given as Jinja text (it holds "{%" or "{{") or as the path of a file holding it."""
+    if value is None or "{%" in value or "{{" in value:
+        return value
+    path = Path(value).expanduser()
+    require(path.is_file(), f"{where}: {value!r} is neither Jinja text nor an existing file; give one or the other")
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise UsageError(f"{where}: cannot read {value!r} ({err})") from None
 
 
 def _check_path(path: str, where: str) -> None:

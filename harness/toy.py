@@ -1,4 +1,5 @@
-"""Small GPT-2-shaped models and byte-level BPE tokenizers built locally, for tests, benchmarks and offline demos.
+"""Small GPT-2- and Llama-shaped models and byte-level BPE tokenizers built locally, for tests, benchmarks and
+offline demos.
 
 Nothing here downloads anything: tokenizers are trained on the text given, weights are random (seeded) unless a
 caller trains them. Saved with `save_pretrained`, they load through the same code path as hub checkpoints.
@@ -11,9 +12,14 @@ from collections.abc import Iterable
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 EOS = "<|endoftext|>"
+# a zephyr-style chat template in plain text markers, so any tokenizer can carry it
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}{{ eos_token }}\n{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
+)
 
 _WORDS = """
 the a an this that film movie story actor actress scene plot music camera director script ending character
@@ -83,6 +89,33 @@ def build_gpt2(
             model.transformer.ln_f.bias.copy_(scale * u)
             model.lm_head.weight[eos] = (eos_logit / scale) * u
     return model
+
+
+def build_llama(
+    tokenizer: PreTrainedTokenizerFast,
+    n_layer: int,
+    hidden: int,
+    n_head: int = 4,
+    n_kv_head: int | None = None,
+    seed: int = 0,
+    max_positions: int = 4096,
+) -> LlamaForCausalLM:
+    """A randomly initialised Llama (RMSNorm, rotary positions, SwiGLU, grouped-query attention) over `tokenizer`."""
+    torch.manual_seed(seed)
+    eos = tokenizer.eos_token_id
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden,
+        intermediate_size=hidden * 2,
+        num_hidden_layers=n_layer,
+        num_attention_heads=n_head,
+        num_key_value_heads=n_kv_head or n_head,
+        max_position_embeddings=max_positions,
+        bos_token_id=eos,
+        eos_token_id=eos,
+        tie_word_embeddings=False,
+    )
+    return LlamaForCausalLM(config).eval()
 
 
 def train_causal_lm(

@@ -30,7 +30,8 @@ class Template:
             return body
         require(
             tokenizer.chat_template is not None,
-            f"template asks for a chat template but tokenizer {tokenizer.name_or_path!r} has none; set chat: false",
+            f"model {tokenizer.name_or_path!r} has no chat template; give one in its config "
+            "(models.<name>.chat_template: a Jinja string or a file) or set chat: false",
         )
         system = [{"role": "system", "content": self.system}] if self.system else []
         return tokenizer.apply_chat_template(
@@ -48,6 +49,7 @@ class ModelSpec:
     device_map: str | None = None  # e.g. "auto" to shard a large model over all GPUs (replaces `device`)
     trust_remote_code: bool = False  # run code shipped with the checkpoint; off unless asked
     revision: str | None = None
+    chat_template: str | None = None  # Jinja chat template replacing the tokenizer's own
 
     def __post_init__(self) -> None:
         require(self.dtype in DTYPE_NAMES, f"unknown dtype {self.dtype!r}; choose one of {', '.join(DTYPE_NAMES)}")

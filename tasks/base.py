@@ -41,6 +41,7 @@ class SampleOptions:
 class TaskConfig:
     """Options every task has. Tasks subclass it with their own defaults and extra options."""
 
+    task: str | None = option(None, "the task type when this entry's name is a label (e.g. alpacaeval-zephyr)")
     strong: list[str] = option([], "strong models to run (names from `models`)")
     guide: str | None = option(None, "guide (name from `guides`), needed by bon, cbs and eft")
     tuned: dict[str, str] = option({}, "strong model name -> it tuned directly (DPO) on this task, for method `tuned`")
@@ -51,6 +52,9 @@ class TaskConfig:
     template: str = option("{prompt}", "strong model's prompt template")
     guide_template: str = option("{prompt}", "guide's prompt template")
     sample: SampleOptions = option(help="sampling settings", default_factory=SampleOptions)
+    methods: list[Any] | None = option(
+        None, "this task's methods, written as the top-level `methods`; default: those", identity=False
+    )
 
 
 def is_local(source: str) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,10 +13,11 @@ import torch
 from harness.backends.hf import HFModel, ModelSpec
 from harness.cli import main
 from harness.guide import Guide
-from harness.toy import build_gpt2, synthetic_corpus, train_tokenizer
+from harness.toy import CHAT_TEMPLATE, build_gpt2, build_llama, synthetic_corpus, train_tokenizer
 from harness.types import Request
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+# ../shared/data from the project root; W2S_SHARED_DATA points elsewhere (e.g. from a worktree of the checkout)
+SHARED_DATA = Path(os.environ.get("W2S_SHARED_DATA") or Path(__file__).resolve().parents[1].parent / "shared" / "data")
 
 
 @dataclass
@@ -58,6 +60,25 @@ def zoo(tmp_path_factory) -> Zoo:
     )
 
 
+@pytest.fixture(scope="session")
+def chat_paths(tmp_path_factory) -> dict[str, Path]:
+    """Small Llama-shaped chat models (a chat template set on the tokenizer): a strong model and a guide pair
+    sharing its vocabulary, the same strong model without a chat template, and an untrained scalar reward model."""
+    from harness.toy import build_classifier
+
+    root = tmp_path_factory.mktemp("chat")
+    vocab = train_tokenizer(synthetic_corpus(2000, seed=0), 300)
+    plain = _save(build_llama(vocab, 2, 64, seed=4), vocab, root / "no-template")
+    vocab.chat_template = CHAT_TEMPLATE
+    return {
+        "strong": _save(build_llama(vocab, 2, 64, seed=4), vocab, root / "strong"),
+        "tuned": _save(build_llama(vocab, 1, 32, seed=5), vocab, root / "tuned"),
+        "untuned": _save(build_llama(vocab, 1, 32, seed=6), vocab, root / "untuned"),
+        "no-template": plain,
+        "reward": _save(build_classifier(vocab, None, seed=7), vocab, root / "reward"),
+    }
+
+
 PROMPTS = [
     "The film was",
     "I really love this movie because",
@@ -80,7 +101,10 @@ def shared(*parts: str) -> Path:
     """A file of ../shared/data; the test is skipped, with the reason, where it is absent."""
     path = SHARED_DATA.joinpath(*parts)
     if not path.exists():
-        pytest.skip(f"{path} not found: the shared data is expected at ../shared/data from the project root")
+        pytest.skip(
+            f"{path} not found: the shared data is expected at ../shared/data from the project root "
+            "(or at $W2S_SHARED_DATA)"
+        )
     return path
 
 

@@ -24,7 +24,7 @@ from harness.types import Request, SampleConfig, Template
         ("cbs", {"width": 2.5}, "width (W) must be an integer"),
         ("bon", {"n": -1}, "bon n must be an integer >= 1"),
         ("eft", {"beta": -1}, "eft beta must be a number >= 0"),
-        ("beam", {}, "unknown method 'beam'; choose one of: plain, bon, cbs, eft, tuned"),
+        ("beam", {}, "unknown method 'beam'; choose one of: plain, bon, cbs, eft, tuned, guide"),
         ("cbs", {"W": 4}, "method 'cbs' has no parameter W; its parameters: width, successors, chunk_length"),
     ],
 )
@@ -94,7 +94,7 @@ def test_cli_error_in_a_real_process_has_no_traceback():
     )
     assert (result.returncode, result.stderr) == (
         2,
-        "w2s: error: unknown method 'beam'; choose one of: plain, bon, cbs, eft, tuned\n",
+        "w2s: error: unknown method 'beam'; choose one of: plain, bon, cbs, eft, tuned, guide\n",
     )
 
 

@@ -75,23 +75,43 @@ class HFModel:
 
 def from_pretrained(spec: ModelSpec, model_class: type) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Model (of an Auto class) and tokenizer from the hub or a local directory, in eval mode where `spec` says."""
+    tokenizer = load_tokenizer(spec)
+    device = spec.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        model = model_class.from_pretrained(
+            spec.path,
+            dtype=DTYPES[spec.dtype],
+            device_map=spec.device_map or device,
+            revision=spec.revision,
+            trust_remote_code=spec.trust_remote_code,
+        )
+    except (OSError, ValueError) as err:
+        raise _cannot_load(spec, err) from err
+    return model.eval(), tokenizer
+
+
+def load_tokenizer(spec: ModelSpec) -> PreTrainedTokenizerBase:
+    """The tokenizer of `spec`, with the chat template `spec` gives in place of its own."""
     local = Path(spec.path).expanduser()
     if spec.path.startswith(("/", ".", "~")) or local.exists():
         require(local.is_dir(), f"model directory {spec.path!r} does not exist; give an existing path or a hub id")
-    device = spec.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    kwargs = dict(revision=spec.revision, trust_remote_code=spec.trust_remote_code)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(spec.path, **kwargs)
-        model = model_class.from_pretrained(
-            spec.path, dtype=DTYPES[spec.dtype], device_map=spec.device_map or device, **kwargs
+        tokenizer = AutoTokenizer.from_pretrained(
+            spec.path, revision=spec.revision, trust_remote_code=spec.trust_remote_code
         )
     except (OSError, ValueError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UsageError(
-            f"cannot load model {spec.path!r} ({first}); give a local directory or a hub id this machine can reach "
-            "(offline, set HF_HUB_OFFLINE=1 to use only the local cache)"
-        ) from err
-    return model.eval(), tokenizer
+        raise _cannot_load(spec, err) from err
+    if spec.chat_template is not None:
+        tokenizer.chat_template = spec.chat_template
+    return tokenizer
+
+
+def _cannot_load(spec: ModelSpec, err: Exception) -> UsageError:
+    first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return UsageError(
+        f"cannot load model {spec.path!r} ({first}); give a local directory or a hub id this machine can reach "
+        "(offline, set HF_HUB_OFFLINE=1 to use only the local cache)"
+    )
 
 
 def left_pad(rows: list[list[int]], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:

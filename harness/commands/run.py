@@ -74,7 +74,8 @@ def plan(study, cells) -> str:
         for strong in t.strong:
             tuned = f" (tuned directly: {t.tuned[strong]})" if strong in t.tuned else ""
             lines.append(f"  strong {strong}: {study.specs[strong].path}{tuned}")
-    lines.append(f"methods: {', '.join(m.label() for m in study.methods)}; seeds: {c.seeds}")
+        lines.append(f"  methods ({name}): {', '.join(m.label() for m in study.task_methods[name])}")
+    lines.append(f"seeds: {c.seeds}")
     lines.append(f"{len(cells)} cells:")
     done = 0
     for cell in cells:
