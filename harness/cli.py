@@ -16,6 +16,7 @@ COMMANDS = {
     "regress": "harness.commands.regress",
     "toy-models": "harness.commands.toy_models",
     "winrate": "harness.commands.winrate",
+    "serve": "harness.commands.serve",
 }
 
 

@@ -13,6 +13,7 @@ from harness.stopping import Stopper
 from harness.types import Compute
 
 Combine = Callable[[list[torch.Tensor]], torch.Tensor]
+Observe = Callable[[list[int], torch.Tensor, torch.Tensor], None]  # (live rows, logits drawn from, tokens drawn)
 
 
 def strong_only(logits: list[torch.Tensor]) -> torch.Tensor:
@@ -25,6 +26,7 @@ class Rollout:
     `models[0]` is the strong model; any others (EFT's tuned and untuned) read the same tokens in step, and
     `combine` turns all their next-token logits into the logits to sample from. Rows are grouped by prompt; a row
     that ends leaves every batch at once, and `branch` continues chosen rows (repeats allowed) with their caches.
+    `observe`, where given, sees every draw (a server reports log-probabilities from it).
     """
 
     def __init__(
@@ -35,8 +37,10 @@ class Rollout:
         generators: Sequence[torch.Generator],
         computes: Sequence[Compute],
         combine: Combine = strong_only,
+        observe: Observe | None = None,
     ):
         self.models, self.sampler, self.stopper, self.combine = list(models), sampler, stopper, combine
+        self.observe = observe
         self.generators, self.computes = list(generators), list(computes)
 
     def prefill(self, prompt_ids: Sequence[Sequence[list[int]]]) -> None:
@@ -70,7 +74,10 @@ class Rollout:
                 return
             # 1. draw one token per live row, each prompt from its own generator
             groups = groups_of([self.row_prompt[r] for r in self.live], self.generators)
-            tokens = self.sampler.draw(self.combine(self.logits), groups)
+            logits = self.combine(self.logits)
+            tokens = self.sampler.draw(logits, groups)
+            if self.observe is not None:
+                self.observe(self.live, logits, tokens)
             for r, t in zip(self.live, tokens.tolist(), strict=True):
                 self.row_tokens[r].append(t)
             # 2. note which rows just ended (EOS or a stop string)

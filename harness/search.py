@@ -1,10 +1,14 @@
-"""Chunk-level beam search (CBS, Zhou et al. 2024, Alg. 1) over a batch of prompts, with KV caches throughout.
+"""Chunk-level beam search (CBS, Zhou et al. 2024, Alg. 1) over a batch of prompts.
 
 Per prompt, W hypotheses are each extended by K sampled chunks of L tokens from the frozen strong model; the W*K
 candidates (and any finished hypotheses already kept) are ranked by the guide's implicit reward and the best W
-survive. Every prompt is prefilled once; the strong model and both guide models keep their KV caches, which are
-reordered by index when beams are selected, and the guide reads only the tokens each chunk adds. Plain sampling
-(W=K=1) and best-of-N (W=1, K=N, L=whole budget) are this loop with other numbers.
+survive. Plain sampling (W=K=1) and best-of-N (W=1, K=N, L=whole budget) are this loop with other numbers.
+
+The strong model's side of the search is a set of `Rows`, one growing response per row. For a Hugging Face model
+(`TokenRows`) every prompt is prefilled once and the KV caches of the strong model and both guide models are
+reordered by index when beams are selected; the guide reads only the tokens each chunk adds. For a model behind an
+OpenAI-compatible server (harness.backends.openai_api) each kept hypothesis asks the server for K continuations of
+L tokens, and the guide reads the returned text through its own tokenizer. Selection is the same code for both.
 """
 
 from __future__ import annotations
@@ -12,8 +16,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-
-import torch
+from typing import TYPE_CHECKING, Any, Protocol
 
 from harness.backends.hf import HFModel
 from harness.errors import require
@@ -23,20 +26,84 @@ from harness.sampling import Sampler
 from harness.stopping import LENGTH, Stopper
 from harness.types import Compute, Output, Request, SampleConfig, Template
 
+if TYPE_CHECKING:
+    from harness.backends.openai_api import CompletionsModel
+
+
+class Rows(Protocol):
+    """The strong model's side of a search: growing responses, one per row, rows grouped by prompt."""
+
+    lm: HFModel | None  # the strong model whose token ids the guide may read as they are; None: text only
+    row_prompt: list[int]  # the prompt each row belongs to
+    responses: list[Any]  # each row's response so far: strong token ids, or text
+    reasons: list[str | None]  # why each row ended in the latest chunk ("eos", "stop"); None while it goes on
+
+    def start(self) -> None:
+        """Read every prompt: one row per prompt."""
+
+    def branch(self, rows: Sequence[int]) -> None:
+        """Continue from `rows` (repeats allowed, grouped by prompt); every other row is dropped."""
+
+    def advance(self, steps: int, final: bool) -> None:
+        """Grow every row by up to `steps` tokens; `final` means the token budget ends with this chunk."""
+
+    def read(self, state: GuideState, finished: Sequence[bool]) -> None:
+        """Bring the guide's rows up to date with every row's response."""
+
+    def output(self, response: Any, reason: str) -> tuple[str, list[int]]:
+        """A finished response's text and its strong-model token ids (none where the model returns only text)."""
+
+
+class TokenRows:
+    """Rows sampled token by token from a Hugging Face model through its KV cache (the shared `Rollout`)."""
+
+    def __init__(
+        self,
+        strong: HFModel,
+        requests: Sequence[Request],
+        sample: SampleConfig,
+        template: Template,
+        computes: Sequence[Compute],
+    ):
+        self.lm = strong
+        sampler = Sampler(sample, strong.device)
+        self.stopper = Stopper(strong, sample.stop)
+        self.prompt_ids = [strong.encode_prompt(template, r.prompt, sample.max_new_tokens) for r in requests]
+        generators = [sampler.generator(r.seed) for r in requests]
+        self.rollout = Rollout([strong], sampler, self.stopper, generators, computes)
+
+    row_prompt = property(lambda self: self.rollout.row_prompt)
+    responses = property(lambda self: self.rollout.row_tokens)
+    reasons = property(lambda self: self.rollout.reasons)
+
+    def start(self) -> None:
+        self.rollout.prefill([self.prompt_ids])
+
+    def branch(self, rows: Sequence[int]) -> None:
+        self.rollout.branch(rows)
+
+    def advance(self, steps: int, final: bool) -> None:
+        self.rollout.advance(steps, final)
+
+    def read(self, state: GuideState, finished: Sequence[bool]) -> None:
+        state.update(self.responses, finished)
+
+    def output(self, response: list[int], reason: str) -> tuple[str, list[int]]:
+        return self.stopper.text(response, reason), response
+
 
 @dataclass
 class _Hypothesis:
-    tokens: list[int]
+    response: Any  # token ids or text, as the rows hold it
     reason: str | None  # None while it may still grow
     score: float
 
 
 @dataclass
 class _Prompt:
-    """Per-prompt search state: its generator, the finished hypotheses it keeps, and what it has cost."""
+    """Per-prompt search state: the finished hypotheses it keeps, its trace, and what it has cost."""
 
     request: Request
-    generator: torch.Generator
     kept_finished: list[_Hypothesis] = field(default_factory=list)
     trace: list[list[float]] = field(default_factory=list)
     compute: Compute = field(default_factory=Compute)
@@ -44,13 +111,13 @@ class _Prompt:
 
 
 class ChunkBeamSearch:
-    """One batched search over `requests`: the rollout's rows are the live hypotheses, grouped by prompt.
+    """One batched search over `requests`: the rows are the live hypotheses, grouped by prompt.
 
     `shape` is (W, K, L); L=None is one chunk of the whole budget."""
 
     def __init__(
         self,
-        strong: HFModel,
+        strong: HFModel | CompletionsModel,
         requests: Sequence[Request],
         sample: SampleConfig,
         shape: tuple[int, int, int | None],
@@ -59,36 +126,34 @@ class ChunkBeamSearch:
     ):
         self.width, self.successors, chunk_length = shape
         require(guide is not None or self.width * self.successors == 1, "a search with W*K > 1 needs a guide")
-        self.strong, self.sample, self.guide = strong, sample, guide
+        self.sample, self.guide = sample, guide
         self.chunk_length = chunk_length or sample.max_new_tokens
-        sampler = Sampler(sample, strong.device)
-        self.stopper = Stopper(strong, sample.stop)
-        self.prompts = [_Prompt(r, sampler.generator(r.seed)) for r in requests]
-        template = template or Template()
-        self.prompt_ids = [strong.encode_prompt(template, r.prompt, sample.max_new_tokens) for r in requests]
-        self.rollout = Rollout(
-            [strong], sampler, self.stopper, [p.generator for p in self.prompts], [p.compute for p in self.prompts]
-        )
+        self.prompts = [_Prompt(r) for r in requests]
+        template, computes = template or Template(), [p.compute for p in self.prompts]
+        if isinstance(strong, HFModel):
+            self.rows: Rows = TokenRows(strong, requests, sample, template, computes)
+        else:
+            self.rows = strong.rows(requests, sample, template, computes)
 
     def run(self) -> list[Output]:
         if not self.prompts:
             return []
         start = time.perf_counter()
-        # 1. read every prompt once, then branch each into W*K rows that share its cache
-        self.rollout.prefill([self.prompt_ids])
+        # 1. read every prompt once, then branch each into W*K rows that share it
+        self.rows.start()
         self.guide_state: GuideState | None = None
         if self.guide is not None:
             prompts = [p.request.prompt for p in self.prompts]
-            self.guide_state = self.guide.start(self.strong, prompts, self.sample.max_new_tokens)
+            self.guide_state = self.guide.start(self.rows.lm, prompts, self.sample.max_new_tokens)
             self._charge_guide(list(range(len(self.prompts))))
         fan_out = [p for p in range(len(self.prompts)) for _ in range(self.width * self.successors)]
         self._branch(fan_out)
         generated, budget = 0, self.sample.max_new_tokens
-        while self.rollout.row_prompt:
+        while self.rows.row_prompt:
             # 2. sample a chunk of L tokens for every row; 3. score, keep the best W per prompt, branch them K ways
             steps = min(self.chunk_length, budget - generated)
             generated += steps
-            self.rollout.advance(steps, final=generated == budget)
+            self.rows.advance(steps, final=generated == budget)
             self._select(budget_left=generated < budget)
         seconds = (time.perf_counter() - start) / len(self.prompts)
         for p in self.prompts:
@@ -97,16 +162,16 @@ class ChunkBeamSearch:
 
     def _select(self, budget_left: bool) -> None:
         """Rank each prompt's candidates by guide reward, keep the best W, and branch the open ones K ways."""
-        rows, reasons = self.rollout.row_tokens, self.rollout.reasons
-        scores = [0.0] * len(rows)
+        responses, reasons = self.rows.responses, self.rows.reasons
+        scores = [0.0] * len(responses)
         if self.guide_state is not None:
-            self.guide_state.update(rows, [why is not None for why in reasons])
-            self._charge_guide(self.rollout.row_prompt)
+            self.rows.read(self.guide_state, [why is not None for why in reasons])
+            self._charge_guide(self.rows.row_prompt)
             scores = self.guide_state.rewards()
         pools: dict[int, list[tuple[_Hypothesis, int | None]]] = {}
-        for r, p in enumerate(self.rollout.row_prompt):
+        for r, p in enumerate(self.rows.row_prompt):
             pools.setdefault(p, [(h, None) for h in self.prompts[p].kept_finished])
-            pools[p].append((_Hypothesis(rows[r], reasons[r], scores[r]), r))
+            pools[p].append((_Hypothesis(responses[r], reasons[r], scores[r]), r))
         next_rows: list[int] = []
         for p, pool in pools.items():
             kept = sorted(pool, key=lambda c: -c[0].score)[: self.width]  # stable: earlier candidates win ties
@@ -122,17 +187,18 @@ class ChunkBeamSearch:
         self._branch(next_rows)
 
     def _branch(self, rows: list[int]) -> None:
-        """Continue from `rows` (repeats allowed) in the strong model's caches and the guide's alike."""
-        self.rollout.branch(rows)
+        """Continue from `rows` (repeats allowed) on the strong model's side and in the guide's caches alike."""
+        self.rows.branch(rows)
         if self.guide_state is not None:
             self.guide_state.select(rows)
 
     def _finish(self, prompt: _Prompt, best: _Hypothesis) -> None:
         reason = best.reason or LENGTH
+        text, tokens = self.rows.output(best.response, reason)
         prompt.output = Output(
             id=prompt.request.id,
-            text=self.stopper.text(best.tokens, reason),
-            tokens=best.tokens,
+            text=text,
+            tokens=tokens,
             finish_reason=reason,
             score=best.score if self.guide is not None else None,
             compute=prompt.compute,
