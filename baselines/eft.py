@@ -3,30 +3,28 @@ beta times the tuned-minus-untuned log-ratio. Needs guides that share the strong
 
 from __future__ import annotations
 
-import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
 from harness.errors import require
-from harness.methods import require_guide
-from harness.types import Compute, Output, Request, SampleConfig, Template
+from harness.methods import SearchMethod
 
 if TYPE_CHECKING:
     import torch
 
     from harness.backends.hf import HFModel
     from harness.guide import Guide
+    from harness.rollout import Steering
 
 
 @dataclass(frozen=True)
-class EFT:
-    """Per token: log p_strong + beta * (log p_tuned - log p_untuned), then the usual temperature/top-k/top-p."""
+class EFT(SearchMethod):
+    """Per token: log p_strong + beta * (log p_tuned - log p_untuned), then the usual temperature/top-k/top-p. It is
+    plain sampling (W=K=1) with the guide's models reading every token beside the strong model."""
 
     beta: float = 1.0
 
     name: ClassVar[str] = "eft"
-    needs_guide: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
         require(
@@ -36,6 +34,20 @@ class EFT:
 
     def label(self) -> str:
         return f"eft(beta={self.beta:g})"
+
+    def shape(self) -> tuple[int, int, int | None]:
+        return 1, 1, None
+
+    def steering(self, strong: HFModel, guide: Guide | None) -> Steering:
+        from harness.rollout import Steering
+
+        for lm in (guide.tuned, guide.untuned):
+            require(
+                lm.same_vocab(strong),
+                f"eft needs guides that share the strong model's vocabulary, but {lm.name} and {strong.name} differ; "
+                "use cbs or bon, which re-tokenise",
+            )
+        return Steering([(guide.tuned, guide.template), (guide.untuned, guide.template)], self.combine)
 
     def combine(self, logits: list[torch.Tensor]) -> torch.Tensor:
         """Strong logits plus beta times the guide's logit difference. Per-row constants cancel in the softmax, so
@@ -52,51 +64,3 @@ class EFT:
             else torch.nn.functional.pad(shift, (0, vocab - shift.shape[-1]))
         )
         return strong + self.beta * shift
-
-    def decode(
-        self,
-        strong: HFModel,
-        requests: Sequence[Request],
-        sample: SampleConfig,
-        *,
-        template: Template | None = None,
-        guide: Guide | None = None,
-    ) -> list[Output]:
-        from harness.rollout import Rollout
-        from harness.sampling import Sampler
-        from harness.stopping import LENGTH, Stopper
-
-        guide = require_guide(self.name, guide)
-        for lm in (guide.tuned, guide.untuned):
-            require(
-                lm.same_vocab(strong),
-                f"eft needs guides that share the strong model's vocabulary, but {lm.name} and {strong.name} differ; "
-                "use cbs or bon, which re-tokenise",
-            )
-        if not requests:
-            return []
-        start = time.perf_counter()
-        sampler, stopper = Sampler(sample, strong.device), Stopper(strong, sample.stop)
-        computes = [Compute() for _ in requests]
-        rollout = Rollout(
-            [strong, guide.tuned, guide.untuned],
-            sampler,
-            stopper,
-            [sampler.generator(r.seed) for r in requests],
-            computes,
-            combine=self.combine,
-        )
-        templates = (template or Template(), guide.template, guide.template)
-        prompt_ids = [
-            [lm.encode_prompt(t, r.prompt, sample.max_new_tokens) for r in requests]
-            for lm, t in zip(rollout.models, templates, strict=True)
-        ]
-        rollout.prefill(prompt_ids)
-        rollout.advance(sample.max_new_tokens, final=True)
-        seconds = (time.perf_counter() - start) / len(requests)
-        outputs = []
-        for request, tokens, why, compute in zip(requests, rollout.row_tokens, rollout.reasons, computes, strict=True):
-            compute.seconds = seconds
-            reason = why or LENGTH
-            outputs.append(Output(request.id, stopper.text(tokens, reason), tokens, reason, compute=compute))
-        return outputs

@@ -12,19 +12,11 @@ from dataclasses import dataclass
 
 import torch
 
-from harness.backends.hf import HFModel, KVRows, left_pad
-from harness.errors import require
+from harness.backends.hf import HFModel, KVRows, common_prefix, left_pad
+from harness.errors import UsageError, require
 from harness.types import Template
 
 LOGITS_BUDGET = 2**26  # floats of logits materialised at once when scoring a long block (256 MB in float32)
-
-
-def common_prefix(a: list[int], b: list[int]) -> int:
-    """Length of the longest common prefix of two token lists."""
-    n = min(len(a), len(b))
-    if a[:n] == b[:n]:
-        return n
-    return next(i for i in range(n) if a[i] != b[i])
 
 
 @dataclass
@@ -35,26 +27,93 @@ class Step:
     passes: int
 
 
+@dataclass
+class _Row:
+    """One row of a stream: the guide tokens it has read, where they sit in the cache, and their log-probs.
+
+    The newest token `ids[-1]` is held back, out of the cache: the next forward pass starts with it, so its logits
+    score the first new token. `cols[i]` is the cache column of `ids[i]` for every token but that one. `lps[i]` is
+    log p(ids[i] | ids[:i]), or None for a prompt token (never scored) and for the first token (nothing precedes it).
+    """
+
+    prompt: list[int]  # the rendered prompt's tokens
+    prompt_text: str
+    ids: list[int]
+    cols: list[int]
+    lps: list[float | None]
+
+    def check(self) -> None:
+        assert len(self.cols) == len(self.ids) - 1 and len(self.lps) == len(self.ids) >= 1, "row bookkeeping broke"
+
+    def logp(self) -> float:
+        """log p(response | prompt): the tokens past the prompt. Re-tokenising may merge the response into the prompt's
+        last tokens, even its only one; the first token is never scored, as in the paper's scorer."""
+        scored = self.lps[max(common_prefix(self.prompt, self.ids), 1) :]
+        assert None not in scored, "a response token was never read"
+        return math.fsum(scored)
+
+    def rewind(self, sequence: list[int]) -> list[int]:
+        """Keep only the tokens shared with `sequence`, the last of them held back; returns the cache columns to mask.
+
+        When even the first token changed, the sequence's first token takes its place: it is never scored anyway."""
+        keep = max(common_prefix(self.ids, sequence), 1)
+        forgotten = self.cols[keep - 1 :]
+        self.ids[:] = sequence[:keep]
+        del self.cols[keep - 1 :], self.lps[keep:]
+        return forgotten
+
+    def copy(self) -> _Row:
+        return _Row(self.prompt, self.prompt_text, list(self.ids), list(self.cols), list(self.lps))
+
+
 class _Stream:
     """log p(response | prompt) under one model for a batch of rows, reading each token exactly once.
 
-    The cache holds every token but the newest, which is held back: the next forward pass starts with it, so its
-    logits score the first new token, and no next-token distribution has to be stored or reordered.
+    Each update names every row's whole token sequence (prompt, response, and the guide's EOS once it has ended). What
+    a row has read and the new sequence share a prefix; the rest is rewound (masked out of the cache, log-probs
+    dropped) and only the new tokens are read, so the reward always equals a full re-score of the sequence.
     """
 
     def __init__(self, lm: HFModel, template: Template, prompts: Sequence[str], new_tokens: int):
-        self.lm = lm
-        self.prompt_text = [template.render(lm.tokenizer, p) for p in prompts]
-        self.special = not template.chat
-        self.prompt_ids = [lm.encode_prompt(template, p, new_tokens) for p in prompts]
+        self.lm, self.template = lm, template
+        prompt_ids = [lm.encode_prompt(template, p, new_tokens) for p in prompts]
         self.kv = KVRows(lm)
-        ids, valid = left_pad([p[:-1] for p in self.prompt_ids], lm.pad_id, lm.device)
+        ids, valid = left_pad([p[:-1] for p in prompt_ids], lm.pad_id, lm.device)
         self.kv.extend(ids, valid)
-        self.last = [p[-1] for p in self.prompt_ids]
-        self.logp = [0.0] * len(prompts)
-        self.step = Step([len(p) - 1 for p in self.prompt_ids], 1 if ids.shape[1] else 0)
+        width = self.kv.mask.shape[1]
+        self.rows = [
+            _Row(
+                p, template.render(lm.tokenizer, text), list(p), list(range(width - len(p) + 1, width)), [None] * len(p)
+            )
+            for p, text in zip(prompt_ids, prompts, strict=True)
+        ]
+        self.step = Step([len(p) - 1 for p in prompt_ids], 1 if ids.shape[1] else 0)
         vocab = getattr(lm.model.config, "vocab_size", None) or len(lm.tokenizer)
         self.block_budget = max(1, LOGITS_BUDGET // vocab)
+
+    @property
+    def logp(self) -> list[float]:
+        return [row.logp() for row in self.rows]
+
+    def update(self, sequences: Sequence[list[int]]) -> None:
+        """Bring every row to its whole token sequence (`sequences[r]`), reading only what it has not read."""
+        limit = self.lm.max_positions
+        for r, (row, sequence) in enumerate(zip(self.rows, sequences, strict=True)):
+            if limit is not None and len(sequence) > limit:  # counted in the guide's own tokens, EOS included
+                raise UsageError(
+                    f"the guide model {self.lm.name} would read {len(sequence)} tokens (prompt, response and EOS), "
+                    f"more than its {limit}-token context, for the prompt {row.prompt_text[:40]!r}; lower "
+                    "max_new_tokens or shorten the task's prompts"
+                )
+            if sequence[: len(row.ids)] != row.ids:
+                self.kv.forget(r, row.rewind(sequence))
+        new = [sequence[len(row.ids) :] for row, sequence in zip(self.rows, sequences, strict=True)]
+        width = self.kv.mask.shape[1]
+        for row, tokens, lps in zip(self.rows, new, self._read(new), strict=True):
+            row.cols.extend(range(width, width + len(tokens)))
+            row.ids.extend(tokens)
+            row.lps.extend(lps)
+            row.check()
 
     def _read(self, new: list[list[int]]) -> list[list[float]]:
         """Feed each row its held-back token and all new ones but the last; return the new tokens' log-probs."""
@@ -63,7 +122,8 @@ class _Stream:
         if n == 0:
             return [[] for _ in new]
         pad = self.lm.pad_id
-        feed = [([self.last[r], *x[:-1]] if x else []) + [pad] * (n - len(x)) for r, x in enumerate(new)]
+        held = [row.ids[-1] for row in self.rows]
+        feed = [([h, *x[:-1]] if x else []) + [pad] * (n - len(x)) for h, x in zip(held, new, strict=True)]
         target = [x + [0] * (n - len(x)) for x in new]
         valid = [[1] * len(x) + [0] * (n - len(x)) for x in new]
         device = self.lm.device
@@ -79,84 +139,38 @@ class _Stream:
             pieces.append(-nll.view(targets.shape))
             self.step.passes += 1
         logps = torch.cat(pieces, 1).double().mul_(valid_t).tolist()
-        for r, x in enumerate(new):
-            if x:
-                self.last[r] = x[-1]
         return [row[: len(x)] for row, x in zip(logps, new, strict=True)]
 
     def select(self, index: list[int]) -> None:
         self.kv.select(torch.tensor(index, dtype=torch.long))
-        for name in self._row_lists:
-            rows = getattr(self, name)
-            setattr(self, name, [_copy(rows[i]) for i in index])
+        self.rows = [self.rows[i].copy() for i in index]
 
-    _row_lists: tuple[str, ...] = ("prompt_text", "prompt_ids", "last", "logp")
-
-
-def _copy(x):
-    return list(x) if isinstance(x, list) else x
+    def eos(self, finished: bool) -> list[int]:
+        """The guide's EOS after a finished response, nothing after an open one."""
+        return [self.lm.eos_id] if finished and self.lm.eos_id is not None else []
 
 
 class _AlignedStream(_Stream):
     """The guide shares the strong model's vocabulary: the strong model's tokens are scored as they are."""
 
-    _row_lists = (*_Stream._row_lists, "seen")
-
     def __init__(self, lm: HFModel, template: Template, prompts: Sequence[str], strong: HFModel, new_tokens: int):
         super().__init__(lm, template, prompts, new_tokens)
         self.strong_eos = strong.eos_ids
-        self.seen = [0] * len(prompts)
 
-    def update(self, responses: Sequence[list[int]], finished: Sequence[bool]) -> None:
-        new = []
-        for r, (tokens, done) in enumerate(zip(responses, finished, strict=True)):
-            x = tokens[self.seen[r] :]
-            self.seen[r] = len(tokens)
-            if done:  # score the guide's own EOS in place of however the strong model ended
-                x = x[:-1] if x and x[-1] in self.strong_eos else x
-                x = [*x, self.lm.eos_id] if self.lm.eos_id is not None else x
-            new.append(x)
-        for r, lp in enumerate(self._read(new)):
-            self.logp[r] += math.fsum(lp)
+    def sequence(self, row: _Row, tokens: list[int], text: str | None, finished: bool) -> list[int]:
+        if finished and tokens and tokens[-1] in self.strong_eos:  # the guide's own EOS replaces the strong model's
+            tokens = tokens[:-1]
+        return row.prompt + tokens + self.eos(finished)
 
 
 class _RetokenizedStream(_Stream):
-    """The guide has its own tokenizer: the response text is re-tokenised and only the tokens that changed are read.
+    """The guide has its own tokenizer: prompt + response text is re-tokenised as a whole, as the paper's code does.
 
-    Appending text can re-split the last few tokens. Those are rewound per row (masked out of the cache, their
-    log-probs dropped) and read again, so the score always equals a full re-score of prompt + response.
-    """
+    Appending text can re-split the last few tokens (or merge the response into the prompt); those are rewound."""
 
-    _row_lists = (*_Stream._row_lists, "ids", "cols", "lps")
-
-    def __init__(self, lm: HFModel, template: Template, prompts: Sequence[str], new_tokens: int):
-        super().__init__(lm, template, prompts, new_tokens)
-        self.ids = [list(p) for p in self.prompt_ids]  # tokens read so far, the held-back last one included
-        width = self.kv.mask.shape[1]
-        self.cols = [list(range(width - len(p) + 1, width)) for p in self.prompt_ids]  # cache column of each but last
-        self.lps: list[list[float | None]] = [[None] * len(p) for p in self.prompt_ids]  # log-prob of each token
-
-    def update(self, texts: Sequence[str], finished: Sequence[bool]) -> None:
-        new = []
-        for r, (text, done) in enumerate(zip(texts, finished, strict=True)):
-            full = self.lm.tokenizer(self.prompt_text[r] + text, add_special_tokens=self.special)["input_ids"]
-            target = full + ([self.lm.eos_id] if done and self.lm.eos_id is not None else [])
-            keep = common_prefix(self.ids[r], target)
-            if keep < len(self.ids[r]):  # rewind: forget what re-tokenisation changed, hold back the token before
-                keep = max(keep, 1)
-                self.kv.forget(r, self.cols[r][keep - 1 :])
-                del self.cols[r][keep - 1 :]
-                self.ids[r] = target[:keep]
-                del self.lps[r][keep:]
-                self.last[r] = target[keep - 1]
-            new.append(target[len(self.ids[r]) :])
-        width = self.kv.mask.shape[1]
-        for r, lp in enumerate(self._read(new)):
-            self.cols[r].extend(range(width, width + len(lp)))
-            self.ids[r].extend(new[r])
-            self.lps[r].extend(lp)
-            start = common_prefix(self.prompt_ids[r], self.ids[r])  # the response may have merged into the prompt
-            self.logp[r] = math.fsum(self.lps[r][start:])
+    def sequence(self, row: _Row, tokens: list[int] | None, text: str, finished: bool) -> list[int]:
+        add = self.template.adds_special_tokens
+        return self.lm.tokenizer(row.prompt_text + text, add_special_tokens=add)["input_ids"] + self.eos(finished)
 
 
 class Guide:
@@ -182,23 +196,14 @@ class Guide:
     def start(self, strong: HFModel | None, prompts: Sequence[str], new_tokens: int = 0) -> GuideState:
         """Read the prompts (one row each) and return a state whose rows follow the strong model's hypotheses.
 
-        `new_tokens` is the response budget, checked against the guide's context window. Without a strong model
-        the state takes response text (`update_text`)."""
+        `new_tokens` is the response budget in strong tokens, checked up front against the guide's context window
+        (the guide's own count is checked at every update). Without a strong model the state reads text only."""
         return GuideState(self, strong, prompts, new_tokens)
-
-    def score(
-        self, strong: HFModel, prompts: Sequence[str], responses: Sequence[list[int]], finished: Sequence[bool]
-    ) -> list[float]:
-        """Implicit reward of complete or partial responses (strong-model token ids), one per prompt."""
-        state = self.start(strong, prompts, max(map(len, responses), default=0))
-        state.update(responses, finished)
-        return state.rewards()
 
     def score_text(self, prompts: Sequence[str], responses: Sequence[str], finished: Sequence[bool]) -> list[float]:
         """Implicit reward of response texts, whoever wrote them, one per prompt."""
-        length = max((len(self.tuned.tokenizer(r)["input_ids"]) for r in responses), default=0)
-        state = self.start(None, prompts, length + 1)
-        state.update_text(responses, finished)
+        state = self.start(None, prompts)
+        state.update(None, responses, finished)
         return state.rewards()
 
 
@@ -206,28 +211,28 @@ class GuideState:
     """Incremental implicit reward of rows of hypotheses: `update` reads only new tokens, `select` follows beams."""
 
     def __init__(self, guide: Guide, strong: HFModel | None, prompts: Sequence[str], new_tokens: int):
-        self.beta, self.strong = guide.beta, strong
+        self.beta = guide.beta
+        budget = new_tokens + 1  # the response and the guide's EOS
         self.streams: list[_AlignedStream | _RetokenizedStream] = [
-            _AlignedStream(lm, guide.template, prompts, strong, new_tokens)
+            _AlignedStream(lm, guide.template, prompts, strong, budget)
             if strong is not None and not guide.retokenize and lm.same_vocab(strong)
-            else _RetokenizedStream(lm, guide.template, prompts, new_tokens)
+            else _RetokenizedStream(lm, guide.template, prompts, budget)
             for lm in (guide.tuned, guide.untuned)
         ]
 
-    def update(self, responses: Sequence[list[int]], finished: Sequence[bool]) -> None:
-        """Responses so far, one per row (strong-model token ids); `finished` rows also score the guide's EOS."""
-        texts = None
-        for stream in self.streams:
-            if isinstance(stream, _AlignedStream):
-                stream.update(responses, finished)
-            else:
-                texts = texts or [self.strong.decode(r) for r in responses]
-                stream.update(texts, finished)
+    @property
+    def needs_text(self) -> bool:
+        """Whether `update` needs the responses' text (a stream re-tokenises), not only their strong tokens."""
+        return any(isinstance(s, _RetokenizedStream) for s in self.streams)
 
-    def update_text(self, texts: Sequence[str], finished: Sequence[bool]) -> None:
-        """Responses so far as text (a state started without a strong model)."""
+    def update(self, tokens: Sequence[list[int]] | None, texts: Sequence[str] | None, finished: Sequence[bool]) -> None:
+        """Responses so far, one per row: strong-model token ids (for a guide sharing the strong vocabulary) and text
+        (for one that re-tokenises; None unless `needs_text`); `finished` rows also score the guide's EOS."""
+        tokens = tokens if tokens is not None else [None] * len(finished)
+        texts = texts if texts is not None else [None] * len(finished)
         for stream in self.streams:
-            stream.update(texts, finished)
+            rows = zip(stream.rows, tokens, texts, finished, strict=True)
+            stream.update([stream.sequence(row, t, text, done) for row, t, text, done in rows])
 
     def rewards(self) -> list[float]:
         tuned, untuned = self.streams

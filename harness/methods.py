@@ -13,6 +13,7 @@ from harness.errors import UsageError, require
 if TYPE_CHECKING:
     from harness.backends.hf import HFModel
     from harness.guide import Guide
+    from harness.rollout import Steering
     from harness.types import Output, Request, SampleConfig, Template
 
 METHODS: dict[str, str] = {
@@ -79,7 +80,8 @@ def require_guide(method: str, guide: Guide | None) -> Guide:
 
 
 class SearchMethod:
-    """A method that is a configuration of chunk-level beam search: it only says its W, K and L."""
+    """A method that is a configuration of chunk-level beam search: it says its W, K and L, and whether other models
+    steer each token (EFT)."""
 
     name: ClassVar[str]
     needs_guide: ClassVar[bool] = True
@@ -87,6 +89,10 @@ class SearchMethod:
     def shape(self) -> tuple[int, int, int | None]:
         """(W, K, L); L=None is one chunk of the whole budget."""
         raise NotImplementedError
+
+    def steering(self, strong: HFModel, guide: Guide | None) -> Steering | None:
+        """Models whose logits combine with the strong model's at every token; None for sampling the strong model."""
+        return None
 
     def decode(
         self,
@@ -100,7 +106,9 @@ class SearchMethod:
         from harness.search import ChunkBeamSearch
 
         guide = require_guide(self.name, guide) if self.needs_guide else None
-        return ChunkBeamSearch(strong, requests, sample, self.shape(), guide, template).run()
+        steering = self.steering(strong, guide)
+        ranker = None if steering is not None else guide  # a steered decoder has already used the guide: no ranking
+        return ChunkBeamSearch(strong, requests, sample, self.shape(), ranker, template, steering).run()
 
 
 @dataclass(frozen=True)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
 
 from harness.backends.hf import HFModel, KVRows, left_pad
 from harness.sampling import Sampler, groups_of
 from harness.stopping import Stopper
-from harness.types import Compute
+from harness.types import Compute, Template
 
 Combine = Callable[[list[torch.Tensor]], torch.Tensor]
 Observe = Callable[[list[int], torch.Tensor, torch.Tensor], None]  # (live rows, logits drawn from, tokens drawn)
@@ -18,6 +19,15 @@ Observe = Callable[[list[int], torch.Tensor, torch.Tensor], None]  # (live rows,
 
 def strong_only(logits: list[torch.Tensor]) -> torch.Tensor:
     return logits[0]
+
+
+@dataclass(frozen=True)
+class Steering:
+    """Models that read every sampled token beside the strong model, each in its own prompt template, and how all
+    their next-token logits (the strong model's first) combine into the logits to sample from."""
+
+    models: list[tuple[HFModel, Template]]
+    combine: Combine
 
 
 class Rollout:
@@ -81,7 +91,7 @@ class Rollout:
             for r, t in zip(self.live, tokens.tolist(), strict=True):
                 self.row_tokens[r].append(t)
             # 2. note which rows just ended (EOS or a stop string)
-            ended = self.stopper.ended([self.row_tokens[r] for r in self.live])
+            ended = self.stopper.ended([self.row_prompt[r] for r in self.live], [self.row_tokens[r] for r in self.live])
             for r, why in zip(self.live, ended, strict=True):
                 self.reasons[r] = why
             if final and step == steps - 1:

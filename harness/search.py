@@ -2,7 +2,8 @@
 
 Per prompt, W hypotheses are each extended by K sampled chunks of L tokens from the frozen strong model; the W*K
 candidates (and any finished hypotheses already kept) are ranked by the guide's implicit reward and the best W
-survive. Plain sampling (W=K=1) and best-of-N (W=1, K=N, L=whole budget) are this loop with other numbers.
+survive. Plain sampling (W=K=1) and best-of-N (W=1, K=N, L=whole budget) are this loop with other numbers; emulated
+fine-tuning is plain sampling steered by other models whose logits combine with the strong model's at every token.
 
 The strong model's side of the search is a set of `Rows`, one growing response per row. For a Hugging Face model
 (`TokenRows`) every prompt is prefilled once and the KV caches of the strong model and both guide models are
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from harness.backends.hf import HFModel
 from harness.errors import require
 from harness.guide import Guide, GuideState
-from harness.rollout import Rollout
+from harness.rollout import Rollout, Steering, strong_only
 from harness.sampling import Sampler
 from harness.stopping import LENGTH, Stopper
 from harness.types import Compute, Output, Request, SampleConfig, Template
@@ -50,8 +51,9 @@ class Rows(Protocol):
     def read(self, state: GuideState, finished: Sequence[bool]) -> None:
         """Bring the guide's rows up to date with every row's response."""
 
-    def output(self, response: Any, reason: str) -> tuple[str, list[int]]:
-        """A finished response's text and its strong-model token ids (none where the model returns only text)."""
+    def output(self, prompt: int, response: Any, reason: str) -> tuple[str, list[int]]:
+        """A finished response of prompt `prompt`: its text (as it follows the prompt, cut before a stop string) and
+        its strong-model token ids (none where the model returns only text)."""
 
 
 class TokenRows:
@@ -64,20 +66,24 @@ class TokenRows:
         sample: SampleConfig,
         template: Template,
         computes: Sequence[Compute],
+        steering: Steering | None = None,
     ):
         self.lm = strong
         sampler = Sampler(sample, strong.device)
-        self.stopper = Stopper(strong, sample.stop)
-        self.prompt_ids = [strong.encode_prompt(template, r.prompt, sample.max_new_tokens) for r in requests]
+        # every model the rollout steps (the strong one, and any steering it) reads each prompt in its own template
+        models = [(strong, template), *(steering.models if steering else [])]
+        self.prompt_ids = [[lm.encode_prompt(t, r.prompt, sample.max_new_tokens) for r in requests] for lm, t in models]
+        self.stopper = Stopper(strong, sample.stop, self.prompt_ids[0])
         generators = [sampler.generator(r.seed) for r in requests]
-        self.rollout = Rollout([strong], sampler, self.stopper, generators, computes)
+        combine = steering.combine if steering else strong_only
+        self.rollout = Rollout([lm for lm, _ in models], sampler, self.stopper, generators, computes, combine)
 
     row_prompt = property(lambda self: self.rollout.row_prompt)
     responses = property(lambda self: self.rollout.row_tokens)
     reasons = property(lambda self: self.rollout.reasons)
 
     def start(self) -> None:
-        self.rollout.prefill([self.prompt_ids])
+        self.rollout.prefill(self.prompt_ids)
 
     def branch(self, rows: Sequence[int]) -> None:
         self.rollout.branch(rows)
@@ -86,10 +92,16 @@ class TokenRows:
         self.rollout.advance(steps, final)
 
     def read(self, state: GuideState, finished: Sequence[bool]) -> None:
-        state.update(self.responses, finished)
+        """The guide reads the strong tokens, or the text (through any stop string that ended it) where it
+        re-tokenises."""
+        texts = None
+        if state.needs_text:
+            texts = [t + stop for t, stop in self.stopper.texts(self.row_prompt, self.responses, self.reasons)]
+        state.update(self.responses, texts, finished)
 
-    def output(self, response: list[int], reason: str) -> tuple[str, list[int]]:
-        return self.stopper.text(response, reason), response
+    def output(self, prompt: int, response: list[int], reason: str) -> tuple[str, list[int]]:
+        text, _ = self.stopper.texts([prompt], [response], [reason])[0]
+        return text, response
 
 
 @dataclass
@@ -123,6 +135,7 @@ class ChunkBeamSearch:
         shape: tuple[int, int, int | None],
         guide: Guide | None,
         template: Template | None = None,
+        steering: Steering | None = None,
     ):
         self.width, self.successors, chunk_length = shape
         require(guide is not None or self.width * self.successors == 1, "a search with W*K > 1 needs a guide")
@@ -131,8 +144,9 @@ class ChunkBeamSearch:
         self.prompts = [_Prompt(r) for r in requests]
         template, computes = template or Template(), [p.compute for p in self.prompts]
         if isinstance(strong, HFModel):
-            self.rows: Rows = TokenRows(strong, requests, sample, template, computes)
+            self.rows: Rows = TokenRows(strong, requests, sample, template, computes, steering)
         else:
+            require(steering is None, "a model behind an API cannot be steered token by token (eft); use cbs or bon")
             self.rows = strong.rows(requests, sample, template, computes)
 
     def run(self) -> list[Output]:
@@ -183,7 +197,7 @@ class ChunkBeamSearch:
             if growing and budget_left:
                 next_rows += [r for r in growing for _ in range(self.successors)]
             else:
-                self._finish(prompt, kept[0][0])
+                self._finish(p, kept[0][0])
         self._branch(next_rows)
 
     def _branch(self, rows: list[int]) -> None:
@@ -192,9 +206,9 @@ class ChunkBeamSearch:
         if self.guide_state is not None:
             self.guide_state.select(rows)
 
-    def _finish(self, prompt: _Prompt, best: _Hypothesis) -> None:
-        reason = best.reason or LENGTH
-        text, tokens = self.rows.output(best.response, reason)
+    def _finish(self, p: int, best: _Hypothesis) -> None:
+        prompt, reason = self.prompts[p], best.reason or LENGTH
+        text, tokens = self.rows.output(p, best.response, reason)
         prompt.output = Output(
             id=prompt.request.id,
             text=text,

@@ -130,7 +130,7 @@ class Generator:
     def decode(self, jobs: Sequence[_Job]) -> list[list[_Choice]]:
         """Sample every job's n responses in one batch: the engine's token loop, one generator per job."""
         lm, sample = self.lm, jobs[0].sample
-        sampler, stopper = Sampler(sample, lm.device), Stopper(lm, sample.stop)
+        sampler, stopper = Sampler(sample, lm.device), Stopper(lm, sample.stop, [j.prompt_ids for j in jobs])
         want = jobs[0].top_logprobs is not None
         top_k = max((j.top_logprobs or 0) for j in jobs)
         rows = [_Choice([], "", LENGTH) for j in jobs for _ in range(j.n)]
@@ -150,9 +150,10 @@ class Generator:
         rollout.prefill([[j.prompt_ids for j in jobs]])
         rollout.branch([p for p, j in enumerate(jobs) for _ in range(j.n)])
         rollout.advance(sample.max_new_tokens, final=True)
-        for row, tokens, why in zip(rows, rollout.row_tokens, rollout.reasons, strict=True):
-            reason = why or LENGTH
-            row.text, row.generated = stopper.text(tokens, reason), len(tokens)
+        reasons = [why or LENGTH for why in rollout.reasons]
+        texts = stopper.texts(rollout.row_prompt, rollout.row_tokens, reasons)
+        for row, tokens, reason, (text, _) in zip(rows, rollout.row_tokens, reasons, texts, strict=True):
+            row.text, row.generated = text, len(tokens)
             row.finish_reason = LENGTH if reason == LENGTH else "stop"
             row.tokens = tokens[:-1] if reason == EOS else tokens
             if want and reason == EOS:

@@ -1,5 +1,5 @@
-"""Small GPT-2- and Llama-shaped models and byte-level BPE tokenizers built locally, for tests, benchmarks and
-offline demos.
+"""Small GPT-2- and Llama-shaped models, and byte-level BPE and Llama-style SentencePiece tokenizers, built locally for
+tests, benchmarks and offline demos.
 
 Nothing here downloads anything: tokenizers are trained on the text given, weights are random (seeded) unless a
 caller trains them. Saved with `save_pretrained`, they load through the same code path as hub checkpoints.
@@ -7,12 +7,21 @@ caller trains them. Saved with `save_pretrained`, they load through the same cod
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Iterable
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+from transformers import (
+    GPT2Config,
+    GPT2LMHeadModel,
+    LlamaConfig,
+    LlamaForCausalLM,
+    LlamaTokenizer,
+    PreTrainedTokenizerBase,
+    PreTrainedTokenizerFast,
+)
 
 EOS = "<|endoftext|>"
 # a zephyr-style chat template in plain text markers, so any tokenizer can carry it
@@ -54,6 +63,18 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int) -> PreTrainedTokenize
     return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=EOS, bos_token=EOS, unk_token=EOS)
 
 
+def train_sentencepiece_tokenizer(texts: Iterable[str], vocab_size: int) -> LlamaTokenizer:
+    """A Llama-2-style tokenizer trained on `texts`: BPE over "▁"-marked words with byte fallback, BOS added, built
+    by transformers' own LlamaTokenizer (so decoding a response alone drops its leading space, as Llama's does)."""
+    tok = Tokenizer(models.BPE(byte_fallback=True, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first")
+    specials = ["<unk>", "<s>", "</s>", *(f"<0x{b:02X}>" for b in range(256))]  # the byte-fallback tokens
+    tok.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials))
+    model = json.loads(tok.to_str())["model"]
+    merges = [tuple(m) for m in model["merges"]]
+    return LlamaTokenizer(vocab=model["vocab"], merges=merges, add_bos_token=True, legacy=False)
+
+
 def build_gpt2(
     tokenizer: PreTrainedTokenizerFast,
     n_layer: int,
@@ -92,7 +113,7 @@ def build_gpt2(
 
 
 def build_llama(
-    tokenizer: PreTrainedTokenizerFast,
+    tokenizer: PreTrainedTokenizerBase,
     n_layer: int,
     hidden: int,
     n_head: int = 4,
@@ -111,7 +132,7 @@ def build_llama(
         num_attention_heads=n_head,
         num_key_value_heads=n_kv_head or n_head,
         max_position_embeddings=max_positions,
-        bos_token_id=eos,
+        bos_token_id=eos if tokenizer.bos_token_id is None else tokenizer.bos_token_id,
         eos_token_id=eos,
         tie_word_embeddings=False,
     )

@@ -24,6 +24,12 @@ class Template:
     def __post_init__(self) -> None:
         require("{prompt}" in self.text, f"template {self.text!r} has no {{prompt}} placeholder; add one")
 
+    @property
+    def adds_special_tokens(self) -> bool:
+        """Whether the tokenizer adds its special tokens (BOS) to the rendered text: not where a chat template wrote
+        them."""
+        return not self.chat
+
     def render(self, tokenizer: PreTrainedTokenizerBase, prompt: str) -> str:
         body = self.text.replace("{prompt}", prompt)  # not str.format: prompts and templates may contain braces
         if not self.chat:

@@ -13,7 +13,14 @@ import torch
 from harness.backends.hf import HFModel, ModelSpec
 from harness.cli import main
 from harness.guide import Guide
-from harness.toy import CHAT_TEMPLATE, build_gpt2, build_llama, synthetic_corpus, train_tokenizer
+from harness.toy import (
+    CHAT_TEMPLATE,
+    build_gpt2,
+    build_llama,
+    synthetic_corpus,
+    train_sentencepiece_tokenizer,
+    train_tokenizer,
+)
 from harness.types import Request
 
 # ../shared/data from the project root; W2S_SHARED_DATA points elsewhere (e.g. from a worktree of the checkout)
@@ -77,6 +84,28 @@ def chat_paths(tmp_path_factory) -> dict[str, Path]:
         "no-template": plain,
         "reward": _save(build_classifier(vocab, None, seed=7), vocab, root / "reward"),
     }
+
+
+@dataclass
+class LlamaZoo:
+    strong: HFModel  # Llama-2-style: SentencePiece (Metaspace) tokenizer with byte fallback and BOS
+    guide: Guide  # shares the strong model's vocabulary
+    guide_other_vocab: Guide  # byte-level BPE guides: the re-tokenising path
+    paths: dict[str, Path]
+
+
+@pytest.fixture(scope="session")
+def llama_zoo(zoo, tmp_path_factory) -> LlamaZoo:
+    """Small Llama models over a SentencePiece-style vocabulary, whose decoder drops a leading space."""
+    root = tmp_path_factory.mktemp("llama")
+    vocab = train_sentencepiece_tokenizer(synthetic_corpus(2000, seed=0), 600)
+    paths = {
+        "strong": _save(build_llama(vocab, 2, 64, seed=11), vocab, root / "strong"),
+        "tuned": _save(build_llama(vocab, 1, 32, seed=12), vocab, root / "tuned"),
+        "untuned": _save(build_llama(vocab, 1, 32, seed=13), vocab, root / "untuned"),
+    }
+    lm = {name: HFModel.load(ModelSpec(str(path), dtype="float32", device="cpu")) for name, path in paths.items()}
+    return LlamaZoo(lm["strong"], Guide(lm["tuned"], lm["untuned"]), zoo.guide_other_vocab, paths)
 
 
 PROMPTS = [

@@ -21,14 +21,30 @@ def full_rescore(guide: Guide, strong: HFModel, prompt: str, response: list[int]
             body = response[:-1] if finished and response and response[-1] in strong.eos_ids else response
             ids, start = prompt_ids + body, len(prompt_ids)
         else:
-            ids = lm.tokenizer(prompt_text + strong.tokenizer.decode(response, skip_special_tokens=True))["input_ids"]
+            ids = lm.tokenizer(prompt_text + response_text(strong, prompt, response))["input_ids"]
             start = common_prefix(prompt_ids, ids)
         ids = ids + ([lm.tokenizer.eos_token_id] if finished else [])
-        with torch.no_grad():
-            logprobs = lm.model(torch.tensor([ids])).logits[0].double().log_softmax(-1)
-        return sum(logprobs[i - 1, ids[i]].item() for i in range(start, len(ids)))
+        return sum_logprobs(lm, ids, start)
 
     return guide.beta * (logp(guide.tuned) - logp(guide.untuned))
+
+
+def response_text(strong: HFModel, prompt: str, response: list[int]) -> str:
+    """What follows the prompt in the decoded prompt + response (the paper's code cuts the prompt text off alike)."""
+    prompt_ids = strong.tokenizer(prompt)["input_ids"]
+    head = strong.tokenizer.decode(prompt_ids, skip_special_tokens=True)
+    whole = strong.tokenizer.decode(prompt_ids + response, skip_special_tokens=True)
+    assert whole.startswith(head)
+    return whole[len(head) :]
+
+
+def sum_logprobs(lm: HFModel, ids: list[int], start: int) -> float:
+    """Sum of log p(ids[i] | ids[:i]) for i >= start, from one uncached forward pass. The first token has nothing
+    before it and is never scored (the paper's scorer shifts labels by one), even when re-tokenising merged the
+    whole prompt into the response."""
+    with torch.no_grad():
+        logprobs = lm.model(torch.tensor([ids])).logits[0].double().log_softmax(-1)
+    return sum(logprobs[i - 1, ids[i]].item() for i in range(max(start, 1), len(ids)))
 
 
 def random_response(strong: HFModel, rng: random.Random, length: int) -> list[int]:
@@ -66,9 +82,6 @@ def full_rescore_text(guide: Guide, prompt: str, text: str, finished: bool) -> f
     def logp(lm: HFModel) -> float:
         prompt_text = guide.template.render(lm.tokenizer, prompt)
         ids = lm.tokenizer(prompt_text + text)["input_ids"] + ([lm.tokenizer.eos_token_id] if finished else [])
-        start = common_prefix(lm.tokenizer(prompt_text)["input_ids"], ids)
-        with torch.no_grad():
-            logprobs = lm.model(torch.tensor([ids])).logits[0].double().log_softmax(-1)
-        return sum(logprobs[i - 1, ids[i]].item() for i in range(start, len(ids)))
+        return sum_logprobs(lm, ids, common_prefix(lm.tokenizer(prompt_text)["input_ids"], ids))
 
     return guide.beta * (logp(guide.tuned) - logp(guide.untuned))

@@ -5,10 +5,16 @@ from __future__ import annotations
 import random
 
 import pytest
-from reference import full_rescore, random_response
+from reference import full_rescore, random_response, response_text
 
 from harness.backends.hf import KVRows
-from harness.guide import Guide
+from harness.guide import Guide, GuideState
+
+
+def update(state: GuideState, strong, prompts: list[str], responses: list[list[int]], finished: list[bool]) -> None:
+    """Give the state each row's strong tokens and, where it re-tokenises, the text they read as after the prompt."""
+    texts = [response_text(strong, p, r) for p, r in zip(prompts, responses, strict=True)] if state.needs_text else None
+    state.update(responses, texts, finished)
 
 
 @pytest.mark.parametrize("which", ["guide", "guide_other_vocab"])
@@ -21,7 +27,8 @@ def test_incremental_reward_equals_full_rescore(zoo, which):
     rows, lengths = list(range(len(prompts))), [0] * len(prompts)
     for step in range(12):
         lengths = [min(n + rng.randint(0, 6), 40) for n in lengths]
-        state.update([full[r][:n] for r, n in zip(rows, lengths, strict=True)], [False] * len(rows))
+        prefixes = [full[r][:n] for r, n in zip(rows, lengths, strict=True)]
+        update(state, zoo.strong, [prompts[r] for r in rows], prefixes, [False] * len(rows))
         if step == 5:  # beams are reordered, duplicated and dropped, as a search does
             pick = [2, 0, 0, 1]
             state.select(pick)
@@ -38,8 +45,8 @@ def test_finished_response_also_scores_the_guides_eos(zoo, which):
     prompts = ["It is", "Why"]
     responses = [random_response(zoo.strong, rng, 9), [*random_response(zoo.strong, rng, 6), zoo.strong.eos_id]]
     state = guide.start(zoo.strong, prompts)
-    state.update([r[:4] for r in responses], [False, False])
-    state.update(responses, [True, True])
+    update(state, zoo.strong, prompts, [r[:4] for r in responses], [False, False])
+    update(state, zoo.strong, prompts, responses, [True, True])
     for reward, prompt, response in zip(state.rewards(), prompts, responses, strict=True):
         expected = full_rescore(guide, zoo.strong, prompt, response, True)
         assert reward == pytest.approx(expected, abs=1e-4)
@@ -56,7 +63,7 @@ def test_token_by_token_retokenisation_rewinds_and_stays_exact(zoo, monkeypatch)
     response = random_response(zoo.strong, random.Random(2), 40)
     state = guide.start(zoo.strong, ["A long, slow story about"])
     for n in range(1, len(response) + 1):
-        state.update([response[:n]], [False])
+        update(state, zoo.strong, ["A long, slow story about"], [response[:n]], [False])
         expected = full_rescore(guide, zoo.strong, "A long, slow story about", response[:n], False)
         assert state.rewards()[0] == pytest.approx(expected, abs=1e-4)
     assert len(rewound) >= 5  # the case this test exists for did happen
@@ -69,7 +76,7 @@ def test_guide_reads_each_token_once_when_vocabularies_match(zoo):
     responses = [random_response(zoo.strong, random.Random(3), 12) for _ in prompts]
     read = [0, 0]
     for n in (3, 7, 12):
-        state.update([r[:n] for r in responses], [False, False])
+        update(state, zoo.strong, prompts, [r[:n] for r in responses], [False, False])
         read = [a + b for a, b in zip(read, state.last_step().tokens, strict=True)]
     prompt_lengths = [len(zoo.strong.tokenizer(p)["input_ids"]) for p in prompts]
     assert prefill == [2 * (n - 1) for n in prompt_lengths]  # both models, the last prompt token held back

@@ -73,7 +73,7 @@ def test_hypotheses_that_hit_eos_are_never_extended(zoo, requests):
         assert not any(t in eos for t in o.tokens[:-1])
         if o.finish_reason == "eos":
             assert o.tokens[-1] in eos and len(o.tokens) <= 30
-            assert o.text == zoo.strong_ending.decode(o.tokens[:-1])
+            assert o.text == zoo.strong_ending.tokenizer.decode(o.tokens[:-1])
         else:
             assert len(o.tokens) == 30
 
@@ -85,9 +85,9 @@ def test_a_stop_string_ends_the_hypothesis_and_its_text(zoo, requests):
     )
     assert any(o.finish_reason == "stop" for o in outputs)
     for o in outputs:
-        full = zoo.strong.decode(o.tokens)
+        full = zoo.strong.tokenizer.decode(o.tokens)
         if o.finish_reason == "stop":
-            assert "e" in full and "e" not in zoo.strong.decode(o.tokens[:-1])  # its last token completed it
+            assert "e" in full and "e" not in zoo.strong.tokenizer.decode(o.tokens[:-1])  # its last token completed it
             assert o.text == full[: full.index("e")]
         else:
             assert "e" not in full and len(o.tokens) == 30

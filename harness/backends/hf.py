@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
 
@@ -13,6 +14,18 @@ from harness.types import DTYPE_NAMES, ModelSpec, Template
 
 DTYPES = {"auto": "auto", "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 assert set(DTYPES) == set(DTYPE_NAMES)
+# Prompt tokens decoded ahead of a response so its text reads as it follows the prompt. Decoders act locally (a
+# SentencePiece decoder drops the leading space of the first token only; bytes of one character span at most four
+# tokens), so eight tokens of context give the text that decoding the whole prompt would give.
+CONTEXT_TOKENS = 8
+
+
+def common_prefix(a: Sequence, b: Sequence) -> int:
+    """Length of the longest common prefix of two sequences (token lists or strings)."""
+    n = min(len(a), len(b))
+    if a[:n] == b[:n]:
+        return n
+    return next(i for i in range(n) if a[i] != b[i])
 
 
 class HFModel:
@@ -59,7 +72,7 @@ class HFModel:
 
         Refuses a prompt that renders to nothing, or whose response of `new_tokens` could overrun the context."""
         text = template.render(self.tokenizer, prompt)
-        ids = self.tokenizer(text, add_special_tokens=not template.chat)["input_ids"]
+        ids = self.tokenizer(text, add_special_tokens=template.adds_special_tokens)["input_ids"]
         require(ids, f"a prompt renders to no tokens for {self.name}; give it text or a template with text")
         if self.max_positions is not None:
             require(
@@ -69,14 +82,24 @@ class HFModel:
             )
         return ids
 
-    def decode(self, ids: list[int]) -> str:
-        return self.tokenizer.decode(ids, skip_special_tokens=True)
+    def decode_after(self, contexts: Sequence[list[int]], rows: Sequence[list[int]]) -> list[str]:
+        """The text of each row of tokens as it reads after its context (the tokens before it), special tokens dropped.
+
+        Decoding a response alone is not enough: a SentencePiece decoder (Llama-2, Mistral) drops its leading space.
+        The text is what follows the context's text in the decoded context + row, cut where the two first differ."""
+        if not rows:  # (batch_decode reads an empty list as one empty sequence)
+            return []
+        heads = [list(c[-CONTEXT_TOKENS:]) for c in contexts]
+        wholes = [h + list(r) for h, r in zip(heads, rows, strict=True)]
+        decode = self.tokenizer.batch_decode
+        pairs = zip(decode(heads, skip_special_tokens=True), decode(wholes, skip_special_tokens=True), strict=True)
+        return [whole[common_prefix(head, whole) :] for head, whole in pairs]
 
 
 def from_pretrained(spec: ModelSpec, model_class: type) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Model (of an Auto class) and tokenizer from the hub or a local directory, in eval mode where `spec` says."""
     tokenizer = load_tokenizer(spec)
-    device = spec.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = spec.device or default_device()
     try:
         model = model_class.from_pretrained(
             spec.path,
@@ -88,6 +111,11 @@ def from_pretrained(spec: ModelSpec, model_class: type) -> tuple[PreTrainedModel
     except (OSError, ValueError) as err:
         raise _cannot_load(spec, err) from err
     return model.eval(), tokenizer
+
+
+def default_device() -> str:
+    """Where a model runs unless its spec says: cuda when available, else cpu."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def load_tokenizer(spec: ModelSpec) -> PreTrainedTokenizerBase:
