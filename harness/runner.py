@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 import harness
 from harness.errors import UsageError, require
+from harness.identity import IDENTITY_VERSION, check_version
 from harness.scorers import GuideReward, Item, ScoreCache, Scorer
 from harness.stats import summarize
 from harness.store import MANIFEST, MODEL_OUTPUTS, SUMMARY, SampleLog, cell_lock, read_json, write_json
@@ -65,7 +66,6 @@ class Runner:
         self.pool = ModelPool()
         self.cache = ScoreCache(study.out / "scores.sqlite")
         self.examples: dict[str, list[Example]] = {}
-        self.gold: dict[str, Scorer | None] = {}
 
     def run(self, cells: Sequence[Cell] | None = None) -> list[Path]:
         """Run (or resume) the given cells, by default every cell of the study; returns their directories."""
@@ -186,10 +186,8 @@ class Runner:
     def _scorers(self, cell: Cell, guide: Guide | None) -> list[Scorer]:
         """Gold first (for tasks that score each sample with one), then the guide's reward (the proxy) and the task's
         reference metrics."""
-        task = self.study.tasks[cell.task]
-        if cell.task not in self.gold:
-            self.gold[cell.task] = task.gold_scorer(self.study.config.device, self.study.config.dtype)
-        scorers: list[Scorer] = [self.gold[cell.task]] if self.gold[cell.task] is not None else []
+        task, gold = self.study.tasks[cell.task], self.study.gold_scorer(cell.task)
+        scorers: list[Scorer] = [gold] if gold is not None else []
         if guide is not None:
             scorers.append(GuideReward(guide, batch_size=task.config.gold_batch_size))
         return scorers + task.reference_scorers()
@@ -221,11 +219,13 @@ class Runner:
         path = cell.dir / MANIFEST
         identity = json.loads(json.dumps(self.study.identity(cell)))  # as it reads back: tuples become lists
         if path.exists():
-            old = read_json(path).get("identity")
-            if old != identity:
-                key = _first_difference(old, identity)
+            manifest = read_json(path)
+            check_version(manifest.get("identity_version", 1), cell.dir)
+            if manifest.get("identity") != identity:
+                key = _first_difference(manifest.get("identity"), identity)
+                changed = ": the files at that path have changed" if key.endswith("fingerprint") else ""
                 raise UsageError(
-                    f"cell {cell.dir} was run with other settings ({key} differs); "
+                    f"cell {cell.dir} was run with other settings ({key} differs{changed}); "
                     "point `out` elsewhere or delete that cell to start it afresh"
                 )
             return
@@ -234,6 +234,7 @@ class Runner:
             {
                 "study": self.study.config.study,
                 "cell": cell.describe(),
+                "identity_version": IDENTITY_VERSION,
                 "identity": identity,
                 "config": self.study.resolved(),
                 "versions": versions(),
@@ -244,9 +245,12 @@ class Runner:
         )
 
     def _summarise(self, cell: Cell, records: list[dict], planned: int) -> None:
-        """Write summary.json once every planned sample is in (and again whenever that set changes)."""
+        """Write summary.json once every planned sample is in (and again whenever that set changes). A cell's log may
+        hold more samples than the plan (a lower `limit`) or fewer (a higher one, not yet run); the summary names the
+        ones it covers."""
         path = cell.dir / SUMMARY
-        if len(records) < planned or (path.exists() and read_json(path).get("n") == len(records)):
+        ids = [r["id"] for r in records]
+        if len(records) < planned or (path.exists() and read_json(path).get("ids") == ids):
             return
         keys = sorted({k for r in records for k in r["scores"]})
         compute = {k: summarize([r["compute"][k] for r in records]) for k in COMPUTE_KEYS}
@@ -256,6 +260,7 @@ class Runner:
             {
                 "cell": cell.describe(),
                 "n": len(records),
+                "ids": ids,  # the samples summarised: reports read these and no others
                 "metrics": {k: summarize([r["scores"][k] for r in records if k in r["scores"]]) for k in keys},
                 "compute": compute,
             },

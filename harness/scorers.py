@@ -11,10 +11,12 @@ import json
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Protocol
 
 from harness.errors import require
+from harness.identity import fingerprint
 from harness.types import ModelSpec
 
 
@@ -61,11 +63,14 @@ class RewardModel:
         self.positive, self.negative, self.batch_size = positive, negative, batch_size
         self._model = None
 
-    @property
+    @cached_property
     def identity(self) -> str:
-        s = self.spec
-        settings = (s.path, s.revision, s.dtype, self.template, self.text_pair, self.positive, self.negative)
-        return "reward-model|" + "|".join(map(str, settings))
+        """The model (path, revision, content), where and in what precision it runs, and how its input is built."""
+        from harness.backends.hf import default_device
+
+        s, device = self.spec, torch_device_type(self.spec.device or default_device())
+        settings = (s.path, s.revision, fingerprint(s.path), s.dtype, device, self.template, self.text_pair)
+        return "reward-model|" + "|".join(map(str, (*settings, self.positive, self.negative)))
 
     def _load(self):
         import torch
@@ -124,10 +129,10 @@ class GuideReward:
     def __init__(self, guide, batch_size: int = 16):  # guide: harness.guide.Guide
         self.guide, self.batch_size = guide, batch_size
 
-    @property
+    @cached_property
     def identity(self) -> str:
         g = self.guide
-        models = [f"{lm.name}:{lm.model.dtype}" for lm in (g.tuned, g.untuned)]
+        models = [f"{lm.name}:{fingerprint(lm.name)}:{lm.model.dtype}:{lm.device.type}" for lm in (g.tuned, g.untuned)]
         return f"guide|{'|'.join(models)}|{g.beta}|{g.template}"
 
     def __call__(self, items: Sequence[Item]) -> list[float]:
@@ -159,6 +164,11 @@ class Rouge:
             all(it.reference is not None for it in items), f"{self.kind} needs a reference summary for every example"
         )
         return [self.scorer.score(it.reference, it.response)[self.kind].fmeasure for it in items]
+
+
+def torch_device_type(device: str) -> str:
+    """ "cuda:1" -> "cuda": numbers may differ between kinds of device, not between two devices of one kind."""
+    return device.split(":")[0]
 
 
 class ScoreCache:

@@ -16,7 +16,9 @@ import yaml
 
 from harness.configs import build, identity_fields, option
 from harness.errors import UsageError, require
+from harness.identity import fingerprint
 from harness.methods import Method, make_method
+from harness.scorers import Scorer
 from harness.types import DTYPE_NAMES, ModelSpec, Template
 from tasks import task_class
 from tasks.base import TaskConfig, is_local
@@ -118,6 +120,7 @@ class Study:
                 self._model(getattr(g, role), f"guides.{name}.{role}")
         self.methods = self._methods(c.methods, "methods")
         self.task_methods: dict[str, list[Method]] = {}
+        self.gold: dict[str, Scorer | None] = {}
         self.tasks = {name: self._task(name, options) for name, options in c.tasks.items()}
         with_tuned = [
             name for name, methods in self.task_methods.items() if any(uses(m, "tuned_model") for m in methods)
@@ -163,22 +166,32 @@ class Study:
         return Cell(task, strong, method, seed, self.out / task / strong / slug(method.label()) / f"seed-{seed}")
 
     def identity(self, cell: Cell) -> dict:
-        """Everything a cell's samples depend on; a cell resumed under different settings is refused."""
+        """Everything a cell's samples depend on; a cell resumed under different settings is refused. Local models
+        and data are named by their content too (harness.identity.fingerprint), the gold model by where it runs."""
         task = self.tasks[cell.task].config
         guide = self.config.guides.get(task.guide) if task.guide else None
         tuned = uses(cell.method, "tuned_model")
+        gold = self.gold_scorer(cell.task)
         identity = {
             "task": identity_fields(task) | {"strong": None, "tuned": task.tuned.get(cell.strong) if tuned else None},
-            "strong": _placement_free(self.cell_model(cell)),
+            "data": fingerprint(task.data) if is_local(task.data) else None,
+            "gold": gold.identity if gold is not None else None,
+            "strong": _model_identity(self.cell_model(cell)),
             "template": asdict(self.cell_template(cell)),
             "method": cell.describe()["params"] | {"name": cell.method.name},
             "seed": cell.seed,
         }
         if guide is not None:
-            models = {role: _placement_free(self.specs[getattr(guide, role)]) for role in ("tuned", "untuned")}
+            models = {role: _model_identity(self.specs[getattr(guide, role)]) for role in ("tuned", "untuned")}
             template = asdict(self.guide_template(cell.task))
-            identity["guide"] = {"beta": guide.beta, "retokenize": guide.retokenize, "template": template, **models}
+            identity["guide"] = identity_fields(guide) | models | {"template": template}
         return identity
+
+    def gold_scorer(self, task: str) -> Scorer | None:
+        """The task's gold scorer (built once, loaded on first use), on the study's device."""
+        if task not in self.gold:
+            self.gold[task] = self.tasks[task].gold_scorer(self.config.device)
+        return self.gold[task]
 
     def cell_model(self, cell: Cell) -> ModelSpec:
         """The model a cell decodes with: the strong model, or its directly tuned checkpoint for method `tuned`."""
@@ -285,6 +298,10 @@ class Study:
         if is_local(config.data):
             require(Path(config.data).expanduser().is_file(), f"{where}.data file {config.data!r} does not exist")
         _check_path(config.gold, f"{where}.gold")
+        require(
+            config.gold_dtype in DTYPE_NAMES,
+            f"{where}.gold_dtype must be one of {', '.join(DTYPE_NAMES)}, got {config.gold_dtype!r}",
+        )
         return cls(config)
 
 
@@ -293,9 +310,10 @@ def uses(method: Method, model: str) -> bool:
     return getattr(method, f"uses_{model}", False)
 
 
-def _placement_free(spec: ModelSpec) -> dict:
-    """A model spec without where it runs: moving a study to another device does not change its cells."""
-    return asdict(spec) | {"device": None, "device_map": None}
+def _model_identity(spec: ModelSpec) -> dict:
+    """A model spec and the content of a local one, without where it runs: moving a study to another device does
+    not change its cells."""
+    return asdict(spec) | {"device": None, "device_map": None, "fingerprint": fingerprint(spec.path)}
 
 
 def _chat_template(value: str | None, where: str) -> str | None:

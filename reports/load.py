@@ -132,8 +132,17 @@ def _cell(path: Path, manifest: dict, summary: dict) -> Cell:
         params=dict(info.get("params") or {}),
         seed=int(info["seed"]),
         summary=summary,
-        samples=read_samples(path),
+        samples=summarised(read_samples(path), summary),
     )
+
+
+def summarised(samples: list[dict], summary: dict) -> list[dict]:
+    """The samples a summary covers (its `ids`): a cell's log may also hold samples outside the plan it summarises.
+    Summaries written before they named their samples (identity version 1) cover the whole log."""
+    if "ids" not in summary:
+        return samples
+    ids = set(summary["ids"])
+    return [r for r in samples if r.get("id") in ids]
 
 
 def _strong_order(cells: list[Cell], configs: list[dict]) -> dict[str, list[str]]:

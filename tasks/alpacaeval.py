@@ -59,7 +59,7 @@ class AlpacaEval:
             for i, r in enumerate(rows[:limit])
         ]
 
-    def gold_scorer(self, device: str | None, dtype: str) -> None:
+    def gold_scorer(self, device: str | None) -> None:
         """No per-sample gold reward: the task's judges compare responses with the references after decoding."""
         return None
 

@@ -48,6 +48,9 @@ class TaskConfig:
     data: str = option("", "hub dataset id, or a local .jsonl / .jsonl.gz / .json file")
     split: str = option("test", "split to read when `data` is a hub dataset")
     gold: str = option("", "gold reward model: hub id or local directory")
+    gold_dtype: str = option(
+        "float32", "the gold model's dtype (auto, float32, bfloat16, float16): float32 unless set, whatever the study's"
+    )
     gold_batch_size: int = option(16, "responses per gold-model forward pass")
     template: str = option("{prompt}", "strong model's prompt template")
     guide_template: str = option("{prompt}", "guide's prompt template")

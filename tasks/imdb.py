@@ -56,10 +56,10 @@ class IMDB:
             examples.append(Example(review_id, " ".join(words[:n]), meta={"label": record.get("label")}))
         return examples
 
-    def gold_scorer(self, device: str | None, dtype: str) -> RewardModel:
+    def gold_scorer(self, device: str | None) -> RewardModel:
         """logit(positive) - logit(negative) of the classifier on prompt + response, as the paper evaluates."""
         c = self.config
-        spec = ModelSpec(c.gold, dtype=dtype, device=device)
+        spec = ModelSpec(c.gold, dtype=c.gold_dtype, device=device)
         return RewardModel(
             "gold", spec, positive=c.positive_label, negative=c.negative_label, batch_size=c.gold_batch_size
         )

@@ -55,9 +55,9 @@ class TLDR:
             examples.append(Example(str(r.get("id", i)), prompt, reference=reference))
         return examples
 
-    def gold_scorer(self, device: str | None, dtype: str) -> RewardModel:
+    def gold_scorer(self, device: str | None) -> RewardModel:
         c = self.config
-        spec = ModelSpec(c.gold, dtype=dtype, device=device)
+        spec = ModelSpec(c.gold, dtype=c.gold_dtype, device=device)
         return RewardModel(
             "gold", spec, template=c.gold_template, text_pair=c.gold_text_pair, batch_size=c.gold_batch_size
         )

@@ -27,6 +27,14 @@ from harness.types import Request
 SHARED_DATA = Path(os.environ.get("W2S_SHARED_DATA") or Path(__file__).resolve().parents[1].parent / "shared" / "data")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def digest_cache(tmp_path_factory) -> Path:
+    """File digests (harness.identity) go to a fresh directory, for this process and the runs it starts alike."""
+    path = tmp_path_factory.mktemp("cache")
+    os.environ["W2S_CACHE_DIR"] = str(path)
+    return path
+
+
 @dataclass
 class Zoo:
     strong: HFModel  # never ends early (EOS suppressed), so runs compare with transformers' generate draw for draw

@@ -67,6 +67,22 @@ def test_prompt_longer_than_the_context_is_refused(zoo):
         make_method("plain").decode(zoo.strong, [long], SampleConfig())
 
 
+def test_a_response_that_would_overrun_the_guides_context_in_its_own_tokens_is_refused(zoo, requests):
+    """A guide tokenizing by bytes needs more tokens than the strong model sampled: counted in its own tokens, EOS
+    included, the overrun is refused before the guide reads a position it does not have."""
+    from harness.backends.hf import HFModel
+    from harness.guide import Guide
+    from harness.toy import build_gpt2, synthetic_corpus, train_tokenizer
+
+    tokenizer = train_tokenizer(synthetic_corpus(200), 260)  # hardly more than the 256 bytes
+    lm = HFModel(build_gpt2(tokenizer, 1, 32, n_positions=48), tokenizer)
+    sample = SampleConfig(max_new_tokens=30)
+    with pytest.raises(UsageError) as err:
+        make_method("bon", n=2).decode(zoo.strong, requests[:1], sample, guide=Guide(lm, lm))
+    assert "would read" in str(err.value) and "more than its 48-token context" in str(err.value)
+    assert "\n" not in str(err.value)
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -81,6 +81,7 @@ def _summary(cell: dict, records: list[dict]) -> dict:
     return {
         "cell": cell,
         "n": len(records),
+        "ids": [r["id"] for r in records],
         "metrics": {k: summarize([r["scores"][k] for r in records]) for k in keys},
         "compute": compute,
     }

@@ -85,7 +85,7 @@ def sentiment_classifier(tmp_path_factory):
 
 
 def test_gold_sentiment_reward_has_the_right_sign(sentiment_classifier):
-    gold = make_task("imdb", gold=str(sentiment_classifier)).gold_scorer("cpu", "float32")
+    gold = make_task("imdb", gold=str(sentiment_classifier)).gold_scorer("cpu")
     good, bad = gold(
         [
             Item("This movie", " was wonderful, brilliant and beautiful. A great film, I loved it."),
