@@ -6,7 +6,7 @@ import argparse
 import importlib
 import sys
 
-from harness.errors import UsageError
+from harness.errors import user_facing
 
 # name -> module defining HELP, add_arguments(parser) and run(args) -> int
 COMMANDS = {
@@ -48,8 +48,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return args.run(args) or 0
-    except UsageError as err:
-        print(f"w2s: error: {err}", file=sys.stderr)
+    except Exception as err:  # the one place user-facing errors become one line; anything else is re-raised
+        message = user_facing(err)
+        if message is None:
+            raise
+        print(f"w2s: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("w2s: interrupted", file=sys.stderr)

@@ -23,11 +23,12 @@ from tqdm import tqdm
 import harness
 from harness.errors import UsageError, require
 from harness.identity import IDENTITY_VERSION, check_version
+from harness.preflight import ModelFiles, check_output_dir, check_prompts, inspect_model
 from harness.scorers import GuideReward, Item, ScoreCache, Scorer
 from harness.stats import summarize
 from harness.store import MANIFEST, MODEL_OUTPUTS, SUMMARY, SampleLog, cell_lock, read_json, write_json
 from harness.study import Cell, Study
-from harness.types import Output, Request
+from harness.types import ModelSpec, Output, Request
 from tasks.base import Example
 
 if TYPE_CHECKING:
@@ -64,55 +65,76 @@ class Runner:
     def __init__(self, study: Study, progress: bool = True):
         self.study, self.progress = study, progress
         self.pool = ModelPool()
-        self.cache = ScoreCache(study.out / "scores.sqlite")
+        self._cache: ScoreCache | None = None  # opened with the first cell: a refused run writes nothing
         self.examples: dict[str, list[Example]] = {}
+        self.inspected: dict[ModelSpec, ModelFiles] = {}
 
     def run(self, cells: Sequence[Cell] | None = None) -> list[Path]:
         """Run (or resume) the given cells, by default every cell of the study; returns their directories."""
-        self.preflight()
         cells = self.study.cells() if cells is None else list(cells)
+        self.preflight(cells)
         try:
             for i, cell in enumerate(cells, 1):
                 self.run_cell(cell, f"[{i}/{len(cells)}] ")
         finally:
-            self.cache.close()
+            if self._cache is not None:
+                self._cache.close()
         return [c.dir for c in cells]
 
-    def preflight(self) -> None:
-        """Checks that need tokenizers but no model weights: every chat model has a chat template, and EFT's guides
-        share the strong model's vocabulary."""
-        tokenizers: dict[str, object] = {}
+    def preflight(self, cells: Sequence[Cell]) -> None:
+        """Every check the run can make before it loads model weights, so a mistake costs seconds, not a half-done
+        study. Reads data, configs, tokenizers and manifests; writes nothing (`w2s run --dry-run` runs it too)."""
+        require(cells, "no cells selected; check --shard and the config's tasks, strong models and methods")
+        check_output_dir(self.study.out, "out", "set `out` to a directory you can write")
+        for task in dict.fromkeys(c.task for c in cells):
+            self._check_task(task, [c for c in cells if c.task == task])
+        for cell in cells:  # last: a cell's identity may read the data and model files checked above
+            self._check_resume(cell)
 
-        def tokenizer(name: str):
-            if name not in tokenizers:
-                from harness.backends.hf import load_tokenizer
+    def _check_task(self, task: str, cells: list[Cell]) -> None:
+        """One task's checks, for the cells selected: its data, every model they use, and its gold model."""
+        study = self.study
+        # the data: rows with the fields the task reads, unique ids
+        prompts = [e.prompt for e in self._examples(task)]
+        # every model that chats has a chat template (which the config may supply)
+        guides = self._guide_names(task)
+        for name in sorted({*(c.strong for c in cells), *guides}):
+            require(
+                not study.config.models[name].chat or self._files(study.specs[name]).tokenizer.chat_template,
+                f"model {name} ({study.specs[name].path}) has no chat template; give one with "
+                f"models.{name}.chat_template (a Jinja string or a file) or set models.{name}.chat: false",
+            )
+        # every prompt, in each model's template, leaves room for the response in that model's context
+        readers = [(study.cell_model(c), study.cell_template(c)) for c in cells]
+        readers += [(study.specs[g], study.guide_template(task)) for g in guides]
+        for spec, template in dict.fromkeys(readers):
+            check_prompts(self._files(spec), template, prompts, study.tasks[task].config.sample.max_new_tokens)
+        # EFT adds the guides' logits to the strong model's, token id by token id
+        for cell, guide in ((c, g) for c in cells if c.method.name == "eft" for g in guides):
+            vocab = self._files(study.cell_model(cell)).tokenizer.get_vocab()
+            require(
+                vocab == self._files(study.specs[guide]).tokenizer.get_vocab(),
+                f"method eft needs guides that share the strong model's vocabulary, but in task {task} {guide} "
+                f"and {cell.strong} differ; drop eft or use a guide with {cell.strong}'s tokenizer",
+            )
+        # the gold model's files and labels
+        gold = study.gold_scorer(task)
+        if hasattr(gold, "check"):
+            gold.check()
 
-                tokenizers[name] = load_tokenizer(self.study.specs[name])
-            return tokenizers[name]
-
-        for task, config in ((name, t.config) for name, t in self.study.tasks.items()):
-            methods = self.study.task_methods[task]
-            used = set(config.strong) | set(self._guide_names(task))
-            for name in sorted(n for n in used if self.study.config.models[n].chat):
-                require(
-                    tokenizer(name).chat_template is not None,
-                    f"model {name} ({self.study.specs[name].path}) has no chat template; give one with "
-                    f"models.{name}.chat_template (a Jinja string or a file) or set models.{name}.chat: false",
-                )
-            if not any(m.name == "eft" for m in methods):
-                continue
-            for strong, guide in ((s, g) for s in config.strong for g in self._guide_names(task)):
-                require(
-                    tokenizer(strong).get_vocab() == tokenizer(guide).get_vocab(),
-                    f"method eft needs guides that share the strong model's vocabulary, but in task {task} {guide} "
-                    f"and {strong} differ; drop eft or use a guide with {strong}'s tokenizer",
-                )
+    def _files(self, spec: ModelSpec) -> ModelFiles:
+        """A model's tokenizer and config, its device and directory checked (once per model)."""
+        if spec not in self.inspected:
+            self.inspected[spec] = inspect_model(spec)
+        return self.inspected[spec]
 
     def run_cell(self, cell: Cell, position: str = "") -> None:
         """Run (or resume) one cell; `position` prefixes its progress bar."""
         examples = self._examples(cell.task)
         with cell_lock(cell.dir):
-            self._check_manifest(cell)
+            self._check_resume(cell)
+            if not (cell.dir / MANIFEST).exists():
+                self._write_manifest(cell)
             log = SampleLog(cell.dir)
             done = {r["id"] for r in log.records}
             pending = [e for e in examples if e.id not in done]
@@ -148,6 +170,11 @@ class Runner:
         """The task's examples, loaded once; their ids must be unique, since resuming goes by id."""
         if task not in self.examples:
             examples = self.study.tasks[task].examples(self.study.config.limit)
+            data = self.study.tasks[task].config.data
+            require(
+                examples,
+                f"task {task} has no examples: its data {data!r} has no rows; give a file (or split) with at least one",
+            )
             repeated = sorted(i for i, n in Counter(e.id for e in examples).items() if n > 1)[:3]
             require(not repeated, f"task {task}'s data repeats example ids ({', '.join(repeated)}); ids must be unique")
             self.examples[task] = examples
@@ -197,7 +224,9 @@ class Runner:
             Item(e.prompt, o.text, o.finish_reason != "length", e.reference)
             for e, o in zip(batch, outputs, strict=True)
         ]
-        scores = {s.key: self.cache.score(s, items) for s in scorers}
+        if self._cache is None:
+            self._cache = ScoreCache(self.study.out / "scores.sqlite")
+        scores = {s.key: self._cache.score(s, items) for s in scorers}
         return [
             {
                 "id": e.id,
@@ -214,28 +243,37 @@ class Runner:
             for i, (e, o) in enumerate(zip(batch, outputs, strict=True))
         ]
 
-    def _check_manifest(self, cell: Cell) -> None:
-        """Write the cell's manifest, or check that an existing one was made with the same settings."""
+    def _check_resume(self, cell: Cell) -> None:
+        """Refuse a cell whose manifest records another identity version or other settings (reads only)."""
         path = cell.dir / MANIFEST
-        identity = json.loads(json.dumps(self.study.identity(cell)))  # as it reads back: tuples become lists
-        if path.exists():
-            manifest = read_json(path)
-            check_version(manifest.get("identity_version", 1), cell.dir)
-            if manifest.get("identity") != identity:
-                key = _first_difference(manifest.get("identity"), identity)
-                changed = ": the files at that path have changed" if key.endswith("fingerprint") else ""
-                raise UsageError(
-                    f"cell {cell.dir} was run with other settings ({key} differs{changed}); "
-                    "point `out` elsewhere or delete that cell to start it afresh"
-                )
+        if not path.exists():
             return
+        try:
+            manifest = read_json(path)
+            old, version = manifest.get("identity"), manifest.get("identity_version", 1)
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError) as err:
+            raise UsageError(
+                f"cell {cell.dir} has an unreadable {MANIFEST} ({err}); delete that cell to redo it"
+            ) from None
+        check_version(version, cell.dir)
+        identity = json.loads(json.dumps(self.study.identity(cell)))  # as it reads back: tuples become lists
+        if old != identity:
+            key = _first_difference(old, identity)
+            changed = ": the files at that path have changed" if key.endswith("fingerprint") else ""
+            raise UsageError(
+                f"cell {cell.dir} was run with other settings ({key} differs{changed}); "
+                "point `out` elsewhere or delete that cell to start it afresh"
+            )
+
+    def _write_manifest(self, cell: Cell) -> None:
+        """Record what the cell's samples depend on and what produced them."""
         write_json(
-            path,
+            cell.dir / MANIFEST,
             {
                 "study": self.study.config.study,
                 "cell": cell.describe(),
                 "identity_version": IDENTITY_VERSION,
-                "identity": identity,
+                "identity": json.loads(json.dumps(self.study.identity(cell))),
                 "config": self.study.resolved(),
                 "versions": versions(),
                 "git_commit": git_commit(),

@@ -72,6 +72,26 @@ class RewardModel:
         settings = (s.path, s.revision, fingerprint(s.path), s.dtype, device, self.template, self.text_pair)
         return "reward-model|" + "|".join(map(str, (*settings, self.positive, self.negative)))
 
+    def check(self) -> None:
+        """What can be checked without the weights: the model's device and files, and that it has the labels asked
+        for (a run calls this before it loads any model)."""
+        from harness.preflight import inspect_model
+
+        self._labels(inspect_model(self.spec).config)
+
+    def _labels(self, config) -> tuple[int, int] | None:
+        """Indices of the positive and negative label, or None for a one-output (scalar) reward model."""
+        if config.num_labels == 1:
+            return None
+        labels = {str(v).lower(): int(k) for k, v in config.id2label.items()}
+        names = (self.positive.lower(), self.negative.lower())
+        require(
+            all(n in labels for n in names),
+            f"gold model {self.spec.path} has labels {sorted(labels)}; "
+            "set positive_label and negative_label to two of them",
+        )
+        return labels[names[0]], labels[names[1]]
+
     def _load(self):
         import torch
         from transformers import AutoModelForSequenceClassification
@@ -83,17 +103,8 @@ class RewardModel:
             tokenizer.pad_token = tokenizer.eos_token
             model.config.pad_token_id = tokenizer.pad_token_id
         tokenizer.truncation_side = "left"  # an over-long input loses the start of its prompt, never the response
-        if model.config.num_labels == 1:
-            pick = None
-        else:
-            labels = {str(v).lower(): int(k) for k, v in model.config.id2label.items()}
-            names = (self.positive.lower(), self.negative.lower())
-            require(
-                all(n in labels for n in names),
-                f"gold model {self.spec.path} has labels {sorted(labels)}; "
-                "set positive_label and negative_label to two of them",
-            )
-            pick = torch.tensor([labels[n] for n in names])
+        labels = self._labels(model.config)
+        pick = None if labels is None else torch.tensor(labels)
         limit = getattr(model.config, "max_position_embeddings", None) or getattr(model.config, "n_positions", 512)
         self._model = (model, tokenizer, pick, min(tokenizer.model_max_length, limit))
 

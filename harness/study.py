@@ -1,7 +1,9 @@
 """A study: the config file that names tasks, models, guides, methods and seeds, and the grid of cells it expands to.
 
 Everything a config can get wrong (a missing or unreadable file, an unknown key, a wrong type, a name that refers
-to nothing, a method without the guide it needs) is found here, before any model or dataset loads.
+to nothing, a method without the guide it needs, a task without cells) is found here, before any model or dataset
+loads; what the files themselves hold (data rows, model directories, tokenizers, devices, cells already on disk) is
+checked next, by `Runner.preflight`, still before any weights load.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from harness.errors import UsageError, require
 from harness.identity import fingerprint
 from harness.methods import Method, make_method
 from harness.scorers import Scorer
-from harness.types import DTYPE_NAMES, ModelSpec, Template
+from harness.types import DTYPE_NAMES, ModelSpec, Template, local_dir
 from tasks import task_class
 from tasks.base import TaskConfig, is_local
 
@@ -129,6 +131,12 @@ class Study:
             not with_tuned or any(self.tasks[name].config.tuned for name in with_tuned),
             "method 'tuned' needs tasks.<task>.tuned: {strong model: its checkpoint tuned directly on the task}",
         )
+        for name in self.tasks:
+            require(
+                any(cell.task == name for cell in self.cells()),
+                f"tasks.{name} has no cells: its only method is 'tuned' and none of its strong models has a tuned "
+                f"checkpoint; add one under tasks.{name}.tuned or give the task other methods",
+            )
 
     @classmethod
     def load(cls, path: str | Path, overrides: list[str] = ()) -> Study:
@@ -239,13 +247,15 @@ class Study:
     def tuned_spec(self, task: str, strong: str) -> ModelSpec:
         """The strong model's checkpoint tuned directly on the task, placed like the model itself."""
         s = self.specs[strong]
-        return ModelSpec(self.tasks[task].config.tuned[strong], s.dtype, s.device, s.device_map, s.trust_remote_code)
+        path = self.tasks[task].config.tuned[strong]
+        return ModelSpec(path, s.dtype, s.device, s.device_map, s.trust_remote_code, chat_template=s.chat_template)
 
     def _model(self, name: str, where: str) -> str:
         require(name in self.config.models, f"{where} names model {name!r}, which `models` does not define")
         return name
 
     def _methods(self, entries: list[Any], where: str) -> list[Method]:
+        require(entries, f"{where} is empty; list at least one method (e.g. plain)")
         methods = [self._method(m, f"{where}[{i}]") for i, m in enumerate(entries)]
         labels = [m.label() for m in methods]
         require(len(set(labels)) == len(labels), f"{where} lists the same method twice: {labels}")
@@ -329,10 +339,10 @@ def _chat_template(value: str | None, where: str) -> str | None:
 
 
 def _check_path(path: str, where: str) -> None:
-    """A model path that looks local must exist (hub ids are checked when they load)."""
-    local = Path(path).expanduser()
-    if path.startswith(("/", ".", "~")) or local.exists():
-        require(local.is_dir(), f"{where}: directory {path!r} does not exist")
+    """A model path that looks local must exist (hub ids, and what a directory holds, are checked before the run
+    loads anything: Runner.preflight)."""
+    local = local_dir(path)
+    require(local is None or local.is_dir(), f"{where}: directory {path!r} does not exist")
 
 
 def apply_override(raw: dict, item: str) -> None:

@@ -10,21 +10,15 @@ These models exercise the harness end to end in minutes on a CPU; they do not re
 from __future__ import annotations
 
 import copy
-import gzip
-import json
 import random
 from collections.abc import Callable
 from pathlib import Path
 
 from harness.errors import require
+from harness.preflight import make_output_dir
+from tasks.base import load_records
 
 TLDR_FORMAT = "SUBREDDIT: r/{subreddit}\nTITLE: {title}\nPOST: {post}\nTL;DR:"
-
-
-def _rows(path: Path) -> list[dict]:
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as f:
-        return [json.loads(line) for line in f.read().split("\n") if line.strip()]
 
 
 def build_zoo(out: Path, data: Path, scale: float = 1.0, log: Callable[[str], None] = print) -> list[Path]:
@@ -36,11 +30,12 @@ def build_zoo(out: Path, data: Path, scale: float = 1.0, log: Callable[[str], No
     imdb, tldr = Path(data) / "imdb" / "train_3k.jsonl.gz", Path(data) / "tldr" / "valid_1000.jsonl.gz"
     for path in (imdb, tldr):
         require(path.is_file(), f"{path} not found; run from the project root or pass --data DIR")
+    make_output_dir(out, "output directory", "give another OUT")  # before minutes of training, not after
     torch.manual_seed(0)
-    reviews = _rows(imdb)
+    reviews = load_records(str(imdb), "train")
     review_text = [r["text"].replace("<br />", " ") for r in reviews]
     positive = [t for t, r in zip(review_text, reviews, strict=True) if r["label"] == 1]
-    posts = _rows(tldr)
+    posts = load_records(str(tldr), "validation")
     prompts = [TLDR_FORMAT.format(**p) for p in posts]
     summaries = [p["summary"] for p in posts]
     tokenizer = train_tokenizer(review_text + prompts + summaries, 2000)

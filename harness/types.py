@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from harness.errors import require
@@ -43,6 +44,13 @@ class Template:
         return tokenizer.apply_chat_template(
             [*system, {"role": "user", "content": body}], add_generation_prompt=True, tokenize=False
         )
+
+
+def local_dir(path: str) -> Path | None:
+    """The directory a model path names when it is local (it exists, or is written ./x, ../x, /x or ~/x); None for
+    a hub id."""
+    local = Path(path).expanduser()
+    return local if path.startswith(("/", ".", "~")) or local.exists() else None
 
 
 @dataclass(frozen=True)

@@ -97,6 +97,8 @@ def read_eval_set(source: str, filename: str) -> list[dict]:
         isinstance(rows, list) and rows and all(isinstance(r, dict) for r in rows),
         f"data file {str(path)!r} must be a non-empty JSON list of objects, as alpaca_eval_gpt4_baseline.json",
     )
-    missing = [f for f in FIELDS if f not in rows[0]]
-    require(not missing, f"rows of {str(path)!r} lack the field(s) {', '.join(missing)}; is it the right file?")
+    for i, row in enumerate(rows):
+        missing = [f for f in FIELDS if f not in row]
+        require(not missing, f"row {i} of {str(path)!r} lacks the field(s) {', '.join(missing)}; is it the right file?")
+        require(isinstance(row["instruction"], str), f"row {i} of {str(path)!r} has an instruction that is not text")
     return rows

@@ -76,14 +76,23 @@ def load_records(source: str, split: str) -> list[dict]:
         path = Path(source).expanduser()
         require(path.is_file(), f"data file {source!r} does not exist; fix the task's `data` path")
         opener = gzip.open if path.suffix == ".gz" else open
-        with opener(path, "rt", encoding="utf-8") as f:
-            text = f.read()
+        try:
+            with opener(path, "rt", encoding="utf-8") as f:
+                text = f.read()
+        except (OSError, UnicodeDecodeError) as err:  # unreadable, not gzip after all, not UTF-8
+            raise UsageError(
+                f"data file {source!r} cannot be read ({err}); give UTF-8 JSON lines or a JSON list"
+            ) from None
         try:
             if text.lstrip().startswith("["):
-                return json.loads(text)
-            return [json.loads(line) for line in text.split("\n") if line.strip()]  # not splitlines: U+2028 in text
+                rows = json.loads(text)
+            else:
+                rows = [json.loads(line) for line in text.split("\n") if line.strip()]  # not splitlines: U+2028
         except json.JSONDecodeError as err:
             raise UsageError(f"data file {source!r} is not JSON lines or a JSON list ({err})") from None
+        bad = next((i for i, row in enumerate(rows) if not isinstance(row, dict)), None)
+        require(bad is None, f"row {bad} of data file {source!r} is not a JSON object; each row must be one")
+        return rows
     from datasets import load_dataset
 
     try:
@@ -96,8 +105,10 @@ def load_records(source: str, split: str) -> list[dict]:
 
 
 def first_present(record: dict, keys: tuple[str, ...], source: str) -> str:
-    """The first of `keys` a record has; a clear error naming the file when it has none."""
+    """The first of `keys` a record has, which must be text; a clear error naming the file when it has none."""
     for key in keys:
         if record.get(key) is not None:
-            return record[key]
+            value = record[key]
+            require(isinstance(value, str), f"rows of {source!r} must have text in {key!r}, got {value!r:.40}")
+            return value
     raise UsageError(f"rows of {source!r} have none of the fields {', '.join(keys)}; is it the right file?")

@@ -44,7 +44,10 @@ class IMDB:
         c = self.config
         records = load_records(c.data, c.split)
         if records and "prompt" in records[0]:
-            return [Example(str(r.get("id", i)), r["prompt"]) for i, r in enumerate(records[:limit])]
+            return [
+                Example(str(r.get("id", i)), first_present(r, ("prompt",), c.data))
+                for i, r in enumerate(records[:limit])
+            ]
         order = list(range(len(records)))
         random.Random(c.data_seed).shuffle(order)  # files of reviews are sorted by label; take a mix
         examples = []

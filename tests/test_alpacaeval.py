@@ -50,7 +50,7 @@ def test_model_outputs_are_alpaca_evals_format_in_canonical_order(tmp_path):
     ("content", "message"),
     [
         ("[]", "must be a non-empty JSON list of objects"),
-        ('[{"instruction": "x"}]', "lack the field(s) output, generator, dataset"),
+        ('[{"instruction": "x"}]', "lacks the field(s) output, generator, dataset"),
         ("{", "is not readable JSON"),
     ],
 )

@@ -2,15 +2,32 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    DynamicCache,
+    PretrainedConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+from transformers.utils import (
+    CONFIG_NAME,
+    SAFE_WEIGHTS_INDEX_NAME,
+    SAFE_WEIGHTS_NAME,
+    WEIGHTS_INDEX_NAME,
+    WEIGHTS_NAME,
+)
 
 from harness.errors import UsageError, require
-from harness.types import DTYPE_NAMES, ModelSpec, Template
+from harness.preflight import check_placement
+from harness.types import DTYPE_NAMES, ModelSpec, Template, local_dir
 
 DTYPES = {"auto": "auto", "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 assert set(DTYPES) == set(DTYPE_NAMES)
@@ -43,10 +60,7 @@ class HFModel:
         self.eos_id: int | None = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else (eos or [None])[0]
         pad = tokenizer.pad_token_id
         self.pad_id: int = pad if pad is not None else (self.eos_id if self.eos_id is not None else 0)
-        config = model.config
-        self.max_positions: int | None = getattr(config, "max_position_embeddings", None) or getattr(
-            config, "n_positions", None
-        )
+        self.max_positions = context_length(model.config)
 
     @classmethod
     def load(cls, spec: ModelSpec) -> HFModel:
@@ -68,19 +82,8 @@ class HFModel:
         return self is other or self.vocab == other.vocab
 
     def encode_prompt(self, template: Template, prompt: str, new_tokens: int = 0) -> list[int]:
-        """Token ids of a rendered prompt; special tokens (BOS) are added unless the chat template wrote them.
-
-        Refuses a prompt that renders to nothing, or whose response of `new_tokens` could overrun the context."""
-        text = template.render(self.tokenizer, prompt)
-        ids = self.tokenizer(text, add_special_tokens=template.adds_special_tokens)["input_ids"]
-        require(ids, f"a prompt renders to no tokens for {self.name}; give it text or a template with text")
-        if self.max_positions is not None:
-            require(
-                len(ids) + new_tokens <= self.max_positions,
-                f"a prompt of {len(ids)} tokens plus {new_tokens} new tokens exceeds the {self.max_positions}-token "
-                f"context of {self.name}; shorten the prompt or lower max_new_tokens",
-            )
-        return ids
+        """Token ids of a rendered prompt (see `encode_prompt`)."""
+        return encode_prompt(self.tokenizer, self.max_positions, self.name, template, prompt, new_tokens)
 
     def decode_after(self, contexts: Sequence[list[int]], rows: Sequence[list[int]]) -> list[str]:
         """The text of each row of tokens as it reads after its context (the tokens before it), special tokens dropped.
@@ -96,9 +99,80 @@ class HFModel:
         return [whole[common_prefix(head, whole) :] for head, whole in pairs]
 
 
+def encode_prompt(
+    tokenizer: PreTrainedTokenizerBase,
+    context: int | None,
+    name: str,
+    template: Template,
+    prompt: str,
+    new_tokens: int = 0,
+) -> list[int]:
+    """Token ids of a rendered prompt; special tokens (BOS) are added unless the chat template wrote them.
+
+    Refuses a prompt that renders to nothing, or whose response of `new_tokens` could overrun the context. Needs only
+    the tokenizer and the context length, so a run checks every prompt before any weights load."""
+    text = template.render(tokenizer, prompt)
+    ids = tokenizer(text, add_special_tokens=template.adds_special_tokens)["input_ids"]
+    require(ids, f"a prompt renders to no tokens for {name}; give it text or a template with text")
+    if context is not None:
+        require(
+            len(ids) + new_tokens <= context,
+            f"a prompt of {len(ids)} tokens plus {new_tokens} new tokens exceeds the {context}-token "
+            f"context of {name}; shorten the prompt or lower max_new_tokens",
+        )
+    return ids
+
+
+def context_length(config: PretrainedConfig) -> int | None:
+    """The most positions a model reads (prompt and response together), where its config says."""
+    return getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+
+
+def check_model_dir(path: str) -> None:
+    """A local model directory holds a config and weights (every shard its index lists); the tokenizer is checked as
+    it loads. Each gap is a one-line error saying what is missing, before anything is read."""
+    directory = Path(path).expanduser()
+    require(directory.is_dir(), f"model directory {path!r} does not exist; give an existing path or a hub id")
+    files = {p.name for p in directory.iterdir()}
+    save = "save the model there with model.save_pretrained(dir) and tokenizer.save_pretrained(dir), or fix the path"
+    require(files, f"model directory {path!r} is empty; {save}")
+    require(
+        CONFIG_NAME in files,
+        f"model directory {path!r} has no {CONFIG_NAME}, so it is not a saved model (a LoRA adapter? merge it into "
+        f"its base model first); {save}",
+    )
+    weights = (SAFE_WEIGHTS_NAME, SAFE_WEIGHTS_INDEX_NAME, WEIGHTS_NAME, WEIGHTS_INDEX_NAME)
+    require(
+        any(w in files for w in weights),
+        f"model directory {path!r} has a config but no weights ({SAFE_WEIGHTS_NAME} or {WEIGHTS_NAME}); {save}",
+    )
+    for index in (i for i in (SAFE_WEIGHTS_INDEX_NAME, WEIGHTS_INDEX_NAME) if i in files):
+        try:
+            shards = set(json.loads((directory / index).read_text(encoding="utf-8"))["weight_map"].values())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, AttributeError) as err:
+            raise UsageError(f"model directory {path!r} has an unreadable {index} ({err!r}); save it again") from None
+        missing = sorted(shards - files)
+        require(
+            not missing,
+            f"model directory {path!r} lacks {len(missing)} weight file(s) that {index} lists ({missing[0]}); "
+            "copy the whole directory",
+        )
+
+
+def load_config(spec: ModelSpec) -> PretrainedConfig:
+    """The model's config alone (no weights): what preflight checks read."""
+    if local_dir(spec.path) is not None:
+        check_model_dir(spec.path)
+    try:
+        return AutoConfig.from_pretrained(spec.path, revision=spec.revision, trust_remote_code=spec.trust_remote_code)
+    except (OSError, ValueError) as err:
+        raise _cannot_load(spec, err, "config") from err
+
+
 def from_pretrained(spec: ModelSpec, model_class: type) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Model (of an Auto class) and tokenizer from the hub or a local directory, in eval mode where `spec` says."""
     tokenizer = load_tokenizer(spec)
+    check_placement(spec)
     device = spec.device or default_device()
     try:
         model = model_class.from_pretrained(
@@ -109,7 +183,7 @@ def from_pretrained(spec: ModelSpec, model_class: type) -> tuple[PreTrainedModel
             trust_remote_code=spec.trust_remote_code,
         )
     except (OSError, ValueError) as err:
-        raise _cannot_load(spec, err) from err
+        raise _cannot_load(spec, err, "weights") from err
     return model.eval(), tokenizer
 
 
@@ -119,26 +193,39 @@ def default_device() -> str:
 
 
 def load_tokenizer(spec: ModelSpec) -> PreTrainedTokenizerBase:
-    """The tokenizer of `spec`, with the chat template `spec` gives in place of its own."""
-    local = Path(spec.path).expanduser()
-    if spec.path.startswith(("/", ".", "~")) or local.exists():
-        require(local.is_dir(), f"model directory {spec.path!r} does not exist; give an existing path or a hub id")
+    """The tokenizer of `spec` (a local directory is checked first), with the chat template `spec` gives in place of
+    its own."""
+    local = local_dir(spec.path)
+    if local is not None:
+        check_model_dir(spec.path)
     try:
         tokenizer = AutoTokenizer.from_pretrained(
             spec.path, revision=spec.revision, trust_remote_code=spec.trust_remote_code
         )
     except (OSError, ValueError) as err:
-        raise _cannot_load(spec, err) from err
+        raise _cannot_load(spec, err, "tokenizer") from err
+    if local is not None:  # without its files transformers builds an empty tokenizer from the config alone
+        names = sorted({"tokenizer.json", *tokenizer.vocab_files_names.values()})
+        require(
+            any((local / name).is_file() for name in names),
+            f"model directory {spec.path!r} has no tokenizer ({' or '.join(names)}); save it there with "
+            "tokenizer.save_pretrained(dir)",
+        )
     if spec.chat_template is not None:
         tokenizer.chat_template = spec.chat_template
     return tokenizer
 
 
-def _cannot_load(spec: ModelSpec, err: Exception) -> UsageError:
+def _cannot_load(spec: ModelSpec, err: Exception, part: str) -> UsageError:
     first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    if local_dir(spec.path) is not None:
+        return UsageError(
+            f"cannot load the {part} of model directory {spec.path!r} ({first}); save the model there again with "
+            "save_pretrained, or fix the path"
+        )
     return UsageError(
-        f"cannot load model {spec.path!r} ({first}); give a local directory or a hub id this machine can reach "
-        "(offline, set HF_HUB_OFFLINE=1 to use only the local cache)"
+        f"cannot load the {part} of model {spec.path!r} ({first}); give a local directory or a hub id this machine "
+        "can reach (offline, set HF_HUB_OFFLINE=1 to use only the local cache)"
     )
 
 

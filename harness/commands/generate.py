@@ -9,6 +9,7 @@ import sys
 from harness.commands import parse_assignments
 from harness.errors import require
 
+GUIDE = ("tuned", "untuned")
 HELP = "decode prompts with a method (plain, bon, cbs, eft) and print JSON lines"
 
 
@@ -47,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
     quiet_transformers()
     from harness.guide import Guide
     from harness.methods import make_method
+    from harness.preflight import check_prompts, inspect_model
     from harness.types import Request, SampleConfig
 
     # everything that can be wrong with the arguments is checked before any model loads
@@ -56,12 +58,23 @@ def run(args: argparse.Namespace) -> int:
     if method.needs_guide:
         require(args.tuned and args.untuned, f"method {method.name!r} needs --tuned and --untuned")
     template, guide_template = Template(args.template, args.chat), Template(args.guide_template, args.chat)
+    spec = {"strong": ModelSpec(args.strong, dtype=args.dtype, device=args.device)}
+    if method.needs_guide:
+        spec |= {role: ModelSpec(getattr(args, role), dtype=args.dtype, device=args.device) for role in GUIDE}
+    files = {role: inspect_model(s) for role, s in spec.items()}  # device, config, weights and tokenizer present
+    for role, model in files.items():
+        name = getattr(args, role)
+        require(not args.chat or model.tokenizer.chat_template, f"--{role} {name} has no chat template; drop --chat")
+        check_prompts(model, guide_template if role in GUIDE else template, args.prompts, sample.max_new_tokens)
+        if method.name == "eft" and role in GUIDE:
+            require(
+                model.tokenizer.get_vocab() == files["strong"].tokenizer.get_vocab(),
+                f"eft needs guides that share the strong model's vocabulary, but --{role} and --strong differ; "
+                "use cbs or bon, which re-tokenise",
+            )
 
-    def load(path: str) -> HFModel:
-        return HFModel.load(ModelSpec(path, dtype=args.dtype, device=args.device))
-
-    strong = load(args.strong)
-    guide = Guide(load(args.tuned), load(args.untuned), args.beta, guide_template) if method.needs_guide else None
+    strong = HFModel.load(spec["strong"])
+    guide = Guide(*(HFModel.load(spec[r]) for r in GUIDE), args.beta, guide_template) if method.needs_guide else None
     requests = [Request(str(i), p, args.seed + i) for i, p in enumerate(args.prompts)]
     for output in method.decode(strong, requests, sample, template=template, guide=guide):
         print(json.dumps({"method": method.label(), **output.as_dict()}), file=sys.stdout)

@@ -28,6 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from harness.preflight import check_output_dir
     from harness.store import write_json
     from reports.regress import check, load_summaries, read_baseline, unchecked, updated_baseline
 
@@ -35,6 +36,8 @@ def run(args: argparse.Namespace) -> int:
     require(tol is None or (math.isfinite(tol) and tol >= 0), f"--tolerance must be a number >= 0, got {tol}")
     current = load_summaries(args.summary)
     if args.update:
+        require(not args.baseline.is_dir(), f"--baseline {args.baseline} is a directory; give the path of a file")
+        check_output_dir(args.baseline.parent, "--baseline's directory", "give a --baseline path you can write")
         old = read_baseline(args.baseline) if args.baseline.exists() else {}
         baseline = updated_baseline(current, old, tol)
         write_json(args.baseline, baseline)

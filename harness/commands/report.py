@@ -15,12 +15,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from harness.preflight import make_output_dir
     from reports.figures import write_figures
     from reports.load import load_study
     from reports.table import render
 
     study = load_study(args.runs_dir)
-    out = args.out or args.runs_dir / "report"
+    out = make_output_dir(args.out or args.runs_dir / "report", "report directory", "give a writable --out DIR")
     written, notes = write_figures(study, out)
     table = out / "table.md"
     table.write_text(render(study), encoding="utf-8")

@@ -1,7 +1,9 @@
 """Run a study: expand the config's grid of tasks x strong models x methods x seeds and run (or resume) each cell.
 
 Each cell writes <out>/<task>/<strong>/<method>/seed-<seed>/ with samples.jsonl (one line per sample), manifest.json
-and, once complete, summary.json. Re-running skips finished samples; `--dry-run` prints the plan and loads nothing.
+and, once complete, summary.json. Re-running skips finished samples. `--dry-run` makes every check the run makes
+before it loads a model (data, model files, devices, prompt lengths, resuming), then prints the plan; it loads no
+weights and writes nothing.
 """
 
 from __future__ import annotations
@@ -14,7 +16,11 @@ HELP = "run or resume a study config (tasks x strong models x methods x seeds)"
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", nargs="?", help="YAML study config (see configs/)")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="override config keys, e.g. limit=4 seeds=[0]")
-    p.add_argument("--dry-run", action="store_true", help="print the cells, models and data, load nothing")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="make the run's checks, print its cells, models and data; load no weights",
+    )
     p.add_argument("--explain", action="store_true", help="list every config key with its type, default and help")
     p.add_argument("--shard", default="0/1", metavar="I/N", help="run only every N-th cell from the I-th (0-based)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -31,15 +37,19 @@ def run(args: argparse.Namespace) -> int:
 
     index, count = parse_shard(args.shard)
     study = Study.load(args.config, args.overrides)
-    cells = study.cells()[index::count]
-    if args.dry_run:
-        print(plan(study, cells))
-        return 0
+    grid = study.cells()
+    cells = grid[index::count]
+    require(cells, f"--shard {args.shard} selects no cells: the study has {len(grid)}; use at most {len(grid)} shards")
     from harness.commands import quiet_transformers
     from harness.runner import Runner
 
     quiet_transformers()
-    Runner(study, progress=not args.no_progress).run(cells)
+    runner = Runner(study, progress=not args.no_progress)
+    if args.dry_run:
+        runner.preflight(cells)
+        print(plan(study, cells, runner))
+        return 0
+    runner.run(cells)
     print(f"{len(cells)} cells complete under {study.out}; next: w2s report {study.out}")
     return 0
 
@@ -57,8 +67,9 @@ def parse_shard(text: str) -> tuple[int, int]:
     return index, count
 
 
-def plan(study, cells) -> str:
-    """What a run would do: the data, models and cells, with how much of each cell is already on disk."""
+def plan(study, cells, runner) -> str:
+    """What a run would do, after its checks passed: the data, models and cells, with how much of each cell is
+    already on disk."""
     from harness.store import read_samples
 
     c, lines = study.config, []
@@ -66,7 +77,8 @@ def plan(study, cells) -> str:
     for name, task in study.tasks.items():
         t = task.config
         guide = c.guides.get(t.guide) if t.guide else None
-        lines.append(f"task {name}: data {t.data} (limit {c.limit or 'all'}), gold {t.gold}")
+        examples = len(runner.examples[name]) if name in runner.examples else "not checked (no cell in this shard)"
+        lines.append(f"task {name}: {examples} examples from {t.data} (limit {c.limit or 'all'}), gold {t.gold}")
         if guide is not None:
             lines.append(
                 f"  guide {t.guide}: tuned {study.specs[guide.tuned].path}, untuned {study.specs[guide.untuned].path}"
@@ -79,10 +91,11 @@ def plan(study, cells) -> str:
     lines.append(f"{len(cells)} cells:")
     done = 0
     for cell in cells:
-        have = len(read_samples(cell.dir))
+        wanted = {e.id for e in runner.examples[cell.task]}
+        have = len({r["id"] for r in read_samples(cell.dir)} & wanted)
         done += have
-        lines.append(f"  {cell.dir}  {have} samples done")
-    lines.append(f"{done} samples already done; nothing was loaded")
+        lines.append(f"  {cell.dir}  {have}/{len(wanted)} samples done")
+    lines.append(f"{done} samples already done; every check passed; no model weights were loaded")
     return "\n".join(lines)
 
 

@@ -18,15 +18,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import math
     from pathlib import Path
 
-    from harness.commands import quiet_transformers
     from harness.errors import require
+    from harness.preflight import check_output_dir
+
+    require(math.isfinite(args.scale) and args.scale > 0, f"--scale must be a number > 0, got {args.scale}")
+    check_output_dir(args.out, "output directory", "give another OUT")
+    from harness.commands import quiet_transformers
     from harness.toy_zoo import build_zoo
 
     quiet_transformers()
-
-    require(args.scale > 0, f"--scale must be > 0, got {args.scale}")
     saved = build_zoo(Path(args.out), Path(args.data), args.scale)
     print(f"{len(saved)} models under {args.out}; next: w2s run configs/offline-small.yaml")
     return 0
