@@ -374,7 +374,7 @@ def test_the_suite_covers_every_command_with_enough_rows():
     assert set(COMMANDS) <= {r.argv.split()[0] for r in rows if r.argv}, "a command without bad-input rows"
 
 
-@pytest.mark.parametrize("what", ["run: no such GPU", "generate: config only"])
+@pytest.mark.parametrize("what", ["run: no such GPU"])
 def test_a_real_process_prints_the_same_single_line(what, world, tmp_path):
     row = next(r for r in ROWS if isinstance(r, Row) and r.what == what)
     argv, expect = prepare(row, world, tmp_path)
