@@ -233,6 +233,16 @@ ROWS = [
         {f"runs/{CELL}/{MANIFEST}": "{"},
         setup=run_copy(),
     ),
+    # w2s serve
+    Row("serve: no model", "serve", "required: model"),
+    Row("serve: port out of range", "serve $strong --port 0", "--port must be in 1..65535"),
+    Row("serve: port not a number", "serve $strong --port http", "invalid int value"),
+    Row("serve: no batch rows", "serve $strong --max-batch-rows 0", "--max-batch-rows must be >= 1"),
+    Row("serve: key variable unset", "serve $strong --api-key-env W2S_NO_SUCH_VARIABLE", "is not set"),
+    Row("serve: no such model dir", "serve $tmp/none", "does not exist"),
+    Row("serve: config only", "serve $tmp/model", "no weights", setup=model_copy("*.safe*")),
+    Row("serve: device typo", "serve $strong --device gpu", "unknown device 'gpu'"),
+    Row("serve: bad dtype", "serve $strong --dtype fp8", "unknown dtype 'fp8'"),
     # w2s toy-models
     Row("toy-models: out under a file", "toy-models $tmp/f/toy", "cannot be created", {"f": ""}),
     Row("toy-models: out is a file", "toy-models $tmp/f", "is a file, not a directory", {"f": ""}),

@@ -43,10 +43,13 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(message) from None
     from harness.backends.hf import HFModel
     from harness.commands import quiet_transformers
+    from harness.preflight import inspect_model
     from harness.serve import serve
     from harness.types import ModelSpec
 
     quiet_transformers()
-    lm = HFModel.load(ModelSpec(args.model, dtype=args.dtype, device=args.device))
+    spec = ModelSpec(args.model, dtype=args.dtype, device=args.device)
+    inspect_model(spec)  # its device, config, weights and tokenizer, before the weights load
+    lm = HFModel.load(spec)
     serve(lm, args.name or args.model, args.host, args.port, api_key, args.max_batch_rows)
     return 0
