@@ -86,7 +86,8 @@ def inspect_model(spec: ModelSpec) -> ModelFiles:
     from harness.backends.hf import load_config, load_tokenizer
 
     check_placement(spec)
-    return ModelFiles(spec.path, load_tokenizer(spec), load_config(spec))
+    config = load_config(spec)
+    return ModelFiles(spec.path, load_tokenizer(spec), config)
 
 
 def check_prompts(model: ModelFiles, template: Template, prompts: Iterable[str], new_tokens: int) -> None:

@@ -156,6 +156,9 @@ class GuideReward:
         return scores
 
 
+ROUGE_KIND = r"rouge([1-9][0-9]*|L|Lsum)"  # the variants rouge_score computes
+
+
 class Rouge:
     """ROUGE F-measure against the human reference (rouge_score, the package evaluate's "rouge" metric wraps)."""
 

@@ -9,6 +9,7 @@ checked next, by `Runner.preflight`, still before any weights load.
 from __future__ import annotations
 
 import copy
+import math
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -120,6 +121,7 @@ class Study:
         for name, g in c.guides.items():
             for role in ("tuned", "untuned"):
                 self._model(getattr(g, role), f"guides.{name}.{role}")
+            require(math.isfinite(g.beta), f"guides.{name}.beta must be a finite number, got {g.beta}")
         self.methods = self._methods(c.methods, "methods")
         self.task_methods: dict[str, list[Method]] = {}
         self.gold: dict[str, Scorer | None] = {}
@@ -308,6 +310,7 @@ class Study:
         if is_local(config.data):
             require(Path(config.data).expanduser().is_file(), f"{where}.data file {config.data!r} does not exist")
         _check_path(config.gold, f"{where}.gold")
+        require(config.gold_batch_size >= 1, f"{where}.gold_batch_size must be >= 1, got {config.gold_batch_size}")
         require(
             config.gold_dtype in DTYPE_NAMES,
             f"{where}.gold_dtype must be one of {', '.join(DTYPE_NAMES)}, got {config.gold_dtype!r}",

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from harness.errors import require
+from harness.errors import UsageError, require
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -40,10 +41,18 @@ class Template:
             f"model {tokenizer.name_or_path!r} has no chat template; give one in its config "
             "(models.<name>.chat_template: a Jinja string or a file) or set chat: false",
         )
+        from jinja2 import TemplateError
+
         system = [{"role": "system", "content": self.system}] if self.system else []
-        return tokenizer.apply_chat_template(
-            [*system, {"role": "user", "content": body}], add_generation_prompt=True, tokenize=False
-        )
+        try:
+            return tokenizer.apply_chat_template(
+                [*system, {"role": "user", "content": body}], add_generation_prompt=True, tokenize=False
+            )
+        except TemplateError as err:  # a chat template is Jinja code the user or the checkpoint supplies
+            raise UsageError(
+                f"the chat template of model {tokenizer.name_or_path!r} fails on a prompt ({err}); fix it "
+                "(models.<name>.chat_template) or set chat: false"
+            ) from None
 
 
 def local_dir(path: str) -> Path | None:
@@ -94,8 +103,8 @@ class SampleConfig:
     def __post_init__(self) -> None:
         require(self.max_new_tokens >= 1, f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
         require(
-            self.temperature > 0,
-            f"temperature must be > 0, got {self.temperature} (greedy decoding is not a sampling method)",
+            0 < self.temperature < math.inf,
+            f"temperature must be > 0 and finite, got {self.temperature} (greedy decoding is not a sampling method)",
         )
         require(self.top_k >= 0, f"top_k must be >= 0 (0 disables it), got {self.top_k}")
         require(0 < self.top_p <= 1, f"top_p must be in (0, 1], got {self.top_p}")

@@ -9,10 +9,13 @@ every choice here is a config value with a documented default.
 
 from __future__ import annotations
 
+import re
+import string
 from dataclasses import dataclass
 
 from harness.configs import option
-from harness.scorers import RewardModel, Rouge
+from harness.errors import UsageError, require
+from harness.scorers import ROUGE_KIND, RewardModel, Rouge
 from harness.types import ModelSpec
 from tasks.base import Example, SampleOptions, TaskConfig, first_present, load_records
 
@@ -41,6 +44,22 @@ class TLDR:
     Config = TLDRConfig
 
     def __init__(self, config: TLDRConfig):
+        fields = {"subreddit", "title", "post"}
+        try:
+            used = {name for _, name, _, _ in string.Formatter().parse(config.format) if name is not None}
+        except ValueError as err:
+            raise UsageError(f"tasks.tldr.format {config.format!r} is not a format string ({err})") from None
+        unknown = ", ".join(repr(name) for name in sorted(used - fields))
+        require(
+            not unknown,
+            f"tasks.tldr.format may use {{subreddit}}, {{title}} and {{post}}, not {unknown} (write a literal brace "
+            "as {{ or }})",
+        )
+        bad = [kind for kind in config.rouge if not re.fullmatch(ROUGE_KIND, kind)]
+        require(
+            not bad,
+            f"tasks.tldr.rouge has unknown variant(s) {', '.join(bad)}; use rouge1, rouge2, rougeL or rougeLsum",
+        )
         self.config = config
 
     def examples(self, limit: int | None = None) -> list[Example]:

@@ -8,10 +8,11 @@ Adding a row is one line in ROWS:
     Row("what the mistake is", "w2s arguments", "a fragment of the message", {"file": "text"}, setup=...),
 
 - The arguments are split like a shell line after $placeholders are filled (string.Template): $tmp is the row's own
-  empty directory (also the working directory), and WORLD names the session's fixtures: $config (a valid study
-  over imdb: models strong, tuned, untuned, tuned_b, untuned_b; guides g and g_b; methods plain and cbs), $runs
-  (that study, finished), $imdb (its data), $annotations (a valid alpaca_eval annotations file), and the model
-  directories $strong, $tuned, $untuned, $tuned_b (another vocabulary), $untuned_b, $gold (a sentiment classifier).
+  empty directory (also the working directory), and the session's fixtures are $config (a valid study over imdb:
+  models strong, tuned, untuned, tuned_b, untuned_b; guides g and g_b; methods plain and cbs), $runs (that study,
+  finished), $imdb (its data), $tldr (overrides that add a tldr task to it), $annotations (a valid alpaca_eval
+  annotations file), and the model directories $strong, $tuned, $untuned, $tuned_b (another vocabulary),
+  $untuned_b, $gold (a sentiment classifier).
 - The optional dict writes files under $tmp before the row runs: {relative path: text (placeholders filled) or bytes};
   a path ending in "/" is an empty directory.
 - The optional `setup(tmp, names)` does what files cannot (copy a model without some files, copy a finished run);
@@ -75,6 +76,20 @@ def run_copy(*without: str) -> Callable[[Path, dict[str, str]], None]:
         shutil.copytree(names["runs"], tmp / "runs", ignore=shutil.ignore_patterns(*without))
 
     return setup
+
+
+def damaged_weights(tmp: Path, names: dict[str, str]) -> None:
+    """$tmp/model: a copy of the strong model whose weights file was cut short, as by an interrupted copy."""
+    model_copy()(tmp, names)
+    weights = tmp / "model" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+
+
+def older_cells(tmp: Path, names: dict[str, str]) -> None:
+    """$tmp/runs: a copy of the finished world run whose cells say an older identity version made them."""
+    run_copy()(tmp, names)
+    for manifest in (tmp / "runs").rglob(MANIFEST):
+        manifest.write_text(json.dumps(json.loads(manifest.read_text()) | {"identity_version": 1}))
 
 
 def annotations(n: int = 3, **change) -> str:
@@ -157,6 +172,11 @@ ROWS = [
     Row("run: unknown task", "run $config tasks.gsm8k.strong=[strong]", "unknown task 'gsm8k'"),
     Row("run: model names nothing", "run $config tasks.imdb.strong=[nope]", "names model 'nope'"),
     Row("run: only 'tuned', no cells", "run $config methods=[tuned] tasks.imdb.tuned.tuned=$tuned", "has no cells"),
+    Row("run: infinite temperature", "run $config tasks.imdb.sample.temperature=.inf", "temperature must be > 0"),
+    Row("run: guide beta not a number", "run $config guides.g.beta=.nan", "guides.g.beta must be a finite number"),
+    Row("run: gold batch size 0", "run $config tasks.imdb.gold_batch_size=0", "gold_batch_size must be >= 1"),
+    Row("run: tldr format field", "run $config $tldr 'tasks.tldr.format=\"{foo}\"'", "not 'foo'"),
+    Row("run: tldr ROUGE variant", "run $config $tldr tasks.tldr.rouge=[rougeX]", "rougeX"),
     Row("run: bad shard", "run $config --shard 2/2", "needs 0 <= I < N"),
     Row("run: shard not I/N", "run $config --shard half", "--shard must look like I/N"),
     Row("run: empty shard", "run $config --shard 5/8", "selects no cells: the study has 2"),
@@ -207,6 +227,14 @@ ROWS = [
     Row("run: model dir missing", "run $config models.strong=$tmp/none", "directory '$tmp/none' does not exist"),
     Row("run: model dir empty", "run $config models.strong=$tmp/m", "is empty", {"m/": ""}),
     Row("run: model config only", "run $config models.strong=$tmp/model", "no weights", setup=model_copy("*.safe*")),
+    Row("run: model weights damaged", "run $config models.strong=$tmp/model", "is damaged", setup=damaged_weights),
+    Row(
+        "run: model config not JSON",
+        "run $config models.strong=$tmp/model",
+        "cannot load the config of model directory",
+        {"model/config.json": "{"},
+        setup=model_copy(),
+    ),
     Row("run: model no tokenizer", "run $config models.tuned=$tmp/model", "no tokenizer", setup=model_copy("tok*")),
     Row("run: gold no weights", "run $config tasks.imdb.gold=$tmp/model", "no weights", setup=model_copy("*.safe*")),
     Row("run: gold labels", "run $config tasks.imdb.positive_label=GOOD", "set positive_label and negative_label"),
@@ -221,6 +249,11 @@ ROWS = [
     Row("run: out is a file", "run $config out=$tmp/f", "is a file, not a directory", {"f": ""}),
     Row("run: chat without a template", "run $config models.strong.chat=true", "has no chat template"),
     Row("run: chat template not a file", "run $config models.strong.chat_template=x", "neither Jinja text nor a"),
+    Row(
+        "run: chat template breaks",
+        "run $config models.strong.chat=true 'models.strong.chat_template={% for %}'",
+        "fails on a prompt",
+    ),
     Row("run: eft across vocabularies", "run $config methods=[eft] tasks.imdb.guide=g_b", "share the strong model's"),
     Row("run: over the context", "run $config tasks.imdb.sample.max_new_tokens=5000", "exceeds the 1024-token"),
     # w2s run: resuming
@@ -233,6 +266,7 @@ ROWS = [
         {f"runs/{CELL}/{MANIFEST}": "{"},
         setup=run_copy(),
     ),
+    Row("run: resume, older cells", "run $config out=$tmp/runs", "made by identity version 1", setup=older_cells),
     # w2s serve
     Row("serve: no model", "serve", "required: model"),
     Row("serve: port out of range", "serve $strong --port 0", "--port must be in 1..65535"),
@@ -310,6 +344,7 @@ def world(zoo, gold_paths, tmp_path_factory) -> World:
         "imdb": str(root / "imdb.jsonl"),
         "annotations": str(root / "annotations.json"),
         "gold": str(gold_paths["sentiment"]),
+        "tldr": "tasks.tldr.strong=[strong] tasks.tldr.guide=g",  # overrides that add a tldr task to $config
     }
     return World(names, [root, zoo.paths["strong"].parent, gold_paths["sentiment"].parent])
 

@@ -8,6 +8,7 @@ from functools import cached_property
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError, safe_open
 from transformers import (
     AutoConfig,
     AutoModelForCausalLM,
@@ -157,6 +158,12 @@ def check_model_dir(path: str) -> None:
             f"model directory {path!r} lacks {len(missing)} weight file(s) that {index} lists ({missing[0]}); "
             "copy the whole directory",
         )
+    for name in sorted(f for f in files if f.endswith(".safetensors")):  # a header read: an interrupted copy shows
+        try:
+            with safe_open(directory / name, framework="pt"):
+                pass
+        except (SafetensorError, OSError) as err:
+            raise UsageError(f"weights file {name} in {path!r} is damaged ({err}); copy or save it again") from None
 
 
 def load_config(spec: ModelSpec) -> PretrainedConfig:
