@@ -7,6 +7,7 @@ config file is a one-line error naming the key's full path, reported before anyt
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from typing import Any
@@ -110,7 +111,7 @@ def _name(tp: Any) -> str:
     if typing.get_origin(tp) in (typing.Union, types.UnionType):
         return " or ".join("null" if a is type(None) else _name(a) for a in typing.get_args(tp))
     if typing.get_origin(tp) is not None:
-        return str(tp).replace("typing.", "")
+        return re.sub(r"\b(?:\w+\.)+(\w+)", r"\1", str(tp))
     return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(tp, tp.__name__)
 
 

@@ -77,7 +77,14 @@ class RewardModel:
         for (a run calls this before it loads any model)."""
         from harness.preflight import inspect_model
 
-        self._labels(inspect_model(self.spec).config)
+        config = inspect_model(self.spec).config
+        kinds = config.architectures or []
+        require(
+            not kinds or not all(k.endswith(("ForCausalLM", "LMHeadModel")) for k in kinds),
+            f"gold model {self.spec.path} is a language model ({', '.join(kinds)}), not a classifier: its scores would "
+            "come from an untrained head; give a reward model or a sequence classifier",
+        )
+        self._labels(config)
 
     def _labels(self, config) -> tuple[int, int] | None:
         """Indices of the positive and negative label, or None for a one-output (scalar) reward model."""

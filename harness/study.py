@@ -106,6 +106,7 @@ class Study:
         self.config: StudyConfig = build(StudyConfig, raw, "")
         c = self.config
         require(c.seeds, "seeds is empty; give at least one seed")
+        require(len(set(c.seeds)) == len(c.seeds), f"seeds lists a seed twice ({c.seeds}); list each once")
         require(c.limit is None or c.limit >= 1, f"limit must be >= 1 or null, got {c.limit}")
         require(c.batch_size >= 1, f"batch_size must be >= 1, got {c.batch_size}")
         require(c.dtype in DTYPE_NAMES, f"dtype must be one of {', '.join(DTYPE_NAMES)}, got {c.dtype!r}")
@@ -233,6 +234,7 @@ class Study:
     def _spec(self, name: str, entry: ModelEntry) -> ModelSpec:
         where = f"models.{name}"
         _check_path(entry.path, f"{where}.path")
+        chat_template = _chat_template(entry.chat_template, f"{where}.chat_template")
         try:
             return ModelSpec(
                 entry.path,
@@ -241,7 +243,7 @@ class Study:
                 device_map=entry.device_map,
                 trust_remote_code=entry.trust_remote_code,
                 revision=entry.revision,
-                chat_template=_chat_template(entry.chat_template, f"{where}.chat_template"),
+                chat_template=chat_template,
             )
         except UsageError as err:
             raise UsageError(f"{where}: {err}") from None
@@ -308,7 +310,9 @@ class Study:
         except UsageError as err:
             raise UsageError(f"{where}.sample: {err}") from None
         if is_local(config.data):
-            require(Path(config.data).expanduser().is_file(), f"{where}.data file {config.data!r} does not exist")
+            data = Path(config.data).expanduser()
+            require(not data.is_dir(), f"{where}.data {config.data!r} is a directory; give the data file in it")
+            require(data.is_file(), f"{where}.data file {config.data!r} does not exist")
         _check_path(config.gold, f"{where}.gold")
         require(config.gold_batch_size >= 1, f"{where}.gold_batch_size must be >= 1, got {config.gold_batch_size}")
         require(

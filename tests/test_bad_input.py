@@ -166,6 +166,7 @@ ROWS = [
     Row("run: wrong type", "run $config limit=many", "limit must be an integer or null"),
     Row("run: limit 0", "run $config limit=0", "limit must be >= 1"),
     Row("run: no seeds", "run $config seeds=[]", "seeds is empty"),
+    Row("run: a seed twice", "run $config seeds=[0,0]", "seeds lists a seed twice"),
     Row("run: no methods", "run $config methods=[]", "methods is empty"),
     Row("run: unknown method", "run $config methods=[beam]", "unknown method 'beam'"),
     Row("run: bad method parameter", "run $config 'methods=[{cbs: {width: 0}}]'", "width (W) must be an integer"),
@@ -182,6 +183,7 @@ ROWS = [
     Row("run: empty shard", "run $config --shard 5/8", "selects no cells: the study has 2"),
     # w2s run: data
     Row("run: data missing", "run $config tasks.imdb.data=$tmp/none.jsonl", "does not exist"),
+    Row("run: data a directory", "run $config tasks.imdb.data=$tmp", "is a directory; give the data file in it"),
     Row("run: data empty", "run $config tasks.imdb.data=$tmp/d.jsonl", "has no rows", {"d.jsonl": ""}),
     Row("run: data not JSON", "run $config tasks.imdb.data=$tmp/d.jsonl", "is not JSON lines", {"d.jsonl": "x\n"}),
     Row("run: data not UTF-8", "run $config tasks.imdb.data=$tmp/d.jsonl", "cannot be read", {"d.jsonl": b"\xff\n"}),
@@ -237,6 +239,7 @@ ROWS = [
     ),
     Row("run: model no tokenizer", "run $config models.tuned=$tmp/model", "no tokenizer", setup=model_copy("tok*")),
     Row("run: gold no weights", "run $config tasks.imdb.gold=$tmp/model", "no weights", setup=model_copy("*.safe*")),
+    Row("run: gold a language model", "run $config tasks.imdb.gold=$strong", "is a language model (GPT2LMHeadModel)"),
     Row("run: gold labels", "run $config tasks.imdb.positive_label=GOOD", "set positive_label and negative_label"),
     Row("run: tuned ckpt missing", "run $config methods=[tuned] tasks.imdb.tuned.strong=$tmp/x", "does not exist"),
     Row("run: device typo", "run $config device=gpu", "unknown device 'gpu'"),
