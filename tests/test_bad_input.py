@@ -18,6 +18,8 @@ Adding a row is one line in ROWS:
 - The optional `setup(tmp, names)` does what files cannot (copy a model without some files, copy a finished run);
   it runs before the files are written. A few are below (model_copy, run_copy).
 - A row that only fails on some machines takes pytest marks: pytest.param(Row(...), marks=ON_CPU_ONLY).
+- Weights never load in a row (harness.backends.hf.from_pretrained fails the test if called): a check that can
+  only happen after loading does not belong here. A new subcommand needs rows: a test fails until it has some.
 
 The world is built once per session from the suite's small models, so a row costs well under a second.
 """
