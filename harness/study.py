@@ -122,7 +122,7 @@ class Study:
         for name, g in c.guides.items():
             for role in ("tuned", "untuned"):
                 self._model(getattr(g, role), f"guides.{name}.{role}")
-            require(math.isfinite(g.beta), f"guides.{name}.beta must be a finite number, got {g.beta}")
+            require(0 < g.beta < math.inf, f"guides.{name}.beta must be a finite number > 0, got {g.beta}")
         self.methods = self._methods(c.methods, "methods")
         self.task_methods: dict[str, list[Method]] = {}
         self.gold: dict[str, Scorer | None] = {}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 
 from harness.commands import parse_assignments
@@ -57,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
     require(args.prompts, "no prompts: give at least one --prompt")
     if method.needs_guide:
         require(args.tuned and args.untuned, f"method {method.name!r} needs --tuned and --untuned")
+        require(0 < args.beta < math.inf, f"--beta must be a finite number > 0, got {args.beta}")
     template, guide_template = Template(args.template, args.chat), Template(args.guide_template, args.chat)
     spec = {"strong": ModelSpec(args.strong, dtype=args.dtype, device=args.device)}
     if method.needs_guide:
