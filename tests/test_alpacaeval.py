@@ -125,8 +125,7 @@ def test_task_labels_with_their_own_methods_and_the_guide_alone(chat_paths, tmp_
         (lambda d: d["tasks"].update({"a/b": {}}), "task name 'a/b' must be letters"),
         (
             lambda d: d["models"]["strong"].update(chat_template="templates/missing.jinja"),
-            "models.strong: models.strong.chat_template: 'templates/missing.jinja' is neither Jinja text nor an "
-            "existing file",
+            "models.strong.chat_template: 'templates/missing.jinja' is neither Jinja text nor an existing file",
         ),
     ],
 )
