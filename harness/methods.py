@@ -23,6 +23,7 @@ METHODS: dict[str, str] = {
     "eft": "baselines.eft:EFT",
     "tuned": "baselines.tuned:Tuned",
     "guide": "baselines.guide_alone:GuideAlone",
+    "urial": "baselines.urial:Urial",
 }
 
 
@@ -72,6 +73,13 @@ def positive_int(method: str, field: str, value: Any, *, allow_none: bool = Fals
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         hint = " or null for the whole budget" if allow_none else ""
         raise UsageError(f"{method} {field} must be an integer >= 1{hint}, got {value!r}")
+
+
+def strong_template(method: Method, template: Template) -> Template:
+    """The template the strong model reads under `method`: the task's, or the one a method builds around it (urial's
+    in-context prompt)."""
+    prompt = getattr(method, "prompt", None)
+    return prompt(template) if prompt is not None else template
 
 
 def require_guide(method: str, guide: Guide | None) -> Guide:

@@ -20,7 +20,7 @@ import yaml
 from harness.configs import build, identity_fields, option
 from harness.errors import UsageError, require
 from harness.identity import fingerprint
-from harness.methods import Method, make_method
+from harness.methods import Method, make_method, strong_template
 from harness.scorers import Scorer
 from harness.types import DTYPE_NAMES, ModelSpec, Template, local_dir
 from tasks import task_class
@@ -205,16 +205,22 @@ class Study:
         return self.gold[task]
 
     def cell_model(self, cell: Cell) -> ModelSpec:
-        """The model a cell decodes with: the strong model, or its directly tuned checkpoint for method `tuned`."""
+        """The model a cell decodes with: the strong model, its directly tuned checkpoint for method `tuned`, or its
+        untuned base checkpoint for method `urial` where the task names one."""
+        task = self.tasks[cell.task].config
         if uses(cell.method, "tuned_model"):
-            return self.tuned_spec(cell.task, cell.strong)
+            return self.variant_spec(cell.strong, task.tuned[cell.strong])
+        if uses(cell.method, "base_model") and cell.strong in task.base:
+            return self.variant_spec(cell.strong, task.base[cell.strong])
         return self.specs[cell.strong]
 
     def cell_template(self, cell: Cell) -> Template:
-        """The prompt template of a cell's model: the guide's for method `guide`, else the strong model's."""
+        """The prompt template of a cell's model: the guide's for method `guide`, else the strong model's, as the
+        method shapes it (urial wraps it in its in-context prompt)."""
         if uses(cell.method, "guide_model"):
             return self.guide_template(cell.task)
-        return Template(self.tasks[cell.task].config.template, chat=self.config.models[cell.strong].chat)
+        template = Template(self.tasks[cell.task].config.template, chat=self.config.models[cell.strong].chat)
+        return strong_template(cell.method, template)
 
     def guide_template(self, task: str) -> Template:
         config = self.tasks[task].config
@@ -248,10 +254,9 @@ class Study:
         except UsageError as err:
             raise UsageError(f"{where}: {err}") from None
 
-    def tuned_spec(self, task: str, strong: str) -> ModelSpec:
-        """The strong model's checkpoint tuned directly on the task, placed like the model itself."""
+    def variant_spec(self, strong: str, path: str) -> ModelSpec:
+        """Another checkpoint of a strong model (tuned directly, or its base), placed like the model itself."""
         s = self.specs[strong]
-        path = self.tasks[task].config.tuned[strong]
         return ModelSpec(path, s.dtype, s.device, s.device_map, s.trust_remote_code, chat_template=s.chat_template)
 
     def _model(self, name: str, where: str) -> str:
@@ -293,9 +298,10 @@ class Study:
         require(config.strong, f"{where}.strong is empty; list the strong models to run")
         for i, strong in enumerate(config.strong):
             self._model(strong, f"{where}.strong[{i}]")
-        for strong, path in config.tuned.items():
-            self._model(strong, f"{where}.tuned")
-            _check_path(path, f"{where}.tuned.{strong}")
+        for key in ("tuned", "base"):
+            for strong, path in getattr(config, key).items():
+                self._model(strong, f"{where}.{key}")
+                _check_path(path, f"{where}.{key}.{strong}")
         if config.guide is not None:
             require(config.guide in self.config.guides, f"{where}.guide names {config.guide!r}, which `guides` lacks")
         for m in methods:

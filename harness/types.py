@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -53,6 +54,36 @@ class Template:
                 f"the chat template of model {tokenizer.name_or_path!r} fails on a prompt ({err}); fix it "
                 "(models.<name>.chat_template) or set chat: false"
             ) from None
+
+    def renderings(self, tokenizer: PreTrainedTokenizerBase, prompt: str) -> Iterator[str]:
+        """The prompt's renderings, the preferred one first, each shorter than the one before: the first that fits
+        the model's context is used. A plain template has one."""
+        yield self.render(tokenizer, prompt)
+
+
+@dataclass(frozen=True)
+class FewShotTemplate(Template):
+    """Plain text a base model continues: a preamble, in-context examples, then `text` with `{prompt}` filled in.
+
+    The rule for a long prompt: examples are dropped from the end, one at a time, until the prompt and the response
+    budget fit the model's context; a prompt that does not fit even with none is refused (`encode_prompt`)."""
+
+    preamble: str = ""
+    shots: tuple[str, ...] = ()  # each a rendered example, in the order the prompt shows them
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require(not self.chat, "an in-context (few-shot) template is plain text; it cannot also use a chat template")
+        object.__setattr__(self, "shots", tuple(self.shots))
+
+    def render(self, tokenizer: PreTrainedTokenizerBase, prompt: str, shots: int | None = None) -> str:
+        """The preamble, the first `shots` examples (default: all), then the prompt in `text`."""
+        kept = self.shots[: len(self.shots) if shots is None else shots]
+        return self.preamble + "".join(kept) + self.text.replace("{prompt}", prompt)
+
+    def renderings(self, tokenizer: PreTrainedTokenizerBase, prompt: str) -> Iterator[str]:
+        for shots in range(len(self.shots), -1, -1):
+            yield self.render(tokenizer, prompt, shots)
 
 
 def local_dir(path: str) -> Path | None:

@@ -45,6 +45,12 @@ class TaskConfig:
     strong: list[str] = option([], "strong models to run (names from `models`)")
     guide: str | None = option(None, "guide (name from `guides`), needed by bon, cbs and eft")
     tuned: dict[str, str] = option({}, "strong model name -> it tuned directly (DPO) on this task, for method `tuned`")
+    base: dict[str, str] = option(
+        {},
+        "strong model name -> its untuned base checkpoint, which method `urial` decodes with (default: the strong "
+        "model itself)",
+        identity=False,  # a cell's identity names the model it decodes with
+    )
     data: str = option("", "hub dataset id, or a local .jsonl / .jsonl.gz / .json file")
     split: str = option("test", "split to read when `data` is a hub dataset")
     gold: str = option("", "gold reward model: hub id or local directory")

@@ -110,7 +110,7 @@ def test_cli_error_in_a_real_process_has_no_traceback():
     )
     assert (result.returncode, result.stderr) == (
         2,
-        "w2s: error: unknown method 'beam'; choose one of: plain, bon, cbs, eft, tuned, guide\n",
+        "w2s: error: unknown method 'beam'; choose one of: plain, bon, cbs, eft, tuned, guide, urial\n",
     )
 
 

@@ -110,18 +110,20 @@ def encode_prompt(
 ) -> list[int]:
     """Token ids of a rendered prompt; special tokens (BOS) are added unless the chat template wrote them.
 
-    Refuses a prompt that renders to nothing, or whose response of `new_tokens` could overrun the context. Needs only
-    the tokenizer and the context length, so a run checks every prompt before any weights load."""
-    text = template.render(tokenizer, prompt)
-    ids = tokenizer(text, add_special_tokens=template.adds_special_tokens)["input_ids"]
-    require(ids, f"a prompt renders to no tokens for {name}; give it text or a template with text")
-    if context is not None:
-        require(
-            len(ids) + new_tokens <= context,
-            f"a prompt of {len(ids)} tokens plus {new_tokens} new tokens exceeds the {context}-token "
-            f"context of {name}; shorten the prompt or lower max_new_tokens",
-        )
-    return ids
+    The first of the template's renderings that leaves room for `new_tokens` in the context is used (an in-context
+    template drops examples from the end until one fits). Refuses a prompt that renders to nothing, or whose
+    response of `new_tokens` would overrun the context even in its shortest rendering. Needs only the tokenizer and
+    the context length, so a run checks every prompt before any weights load."""
+    for text in template.renderings(tokenizer, prompt):
+        ids = tokenizer(text, add_special_tokens=template.adds_special_tokens)["input_ids"]
+        require(ids, f"a prompt renders to no tokens for {name}; give it text or a template with text")
+        if context is None or len(ids) + new_tokens <= context:
+            return ids
+    shortest = " (with no in-context examples left)" if getattr(template, "shots", ()) else ""
+    raise UsageError(
+        f"a prompt of {len(ids)} tokens{shortest} plus {new_tokens} new tokens exceeds the {context}-token "
+        f"context of {name}; shorten the prompt or lower max_new_tokens"
+    )
 
 
 def context_length(config: PretrainedConfig) -> int | None:

@@ -11,14 +11,14 @@ from harness.commands import parse_assignments
 from harness.errors import require
 
 GUIDE = ("tuned", "untuned")
-HELP = "decode prompts with a method (plain, bon, cbs, eft) and print JSON lines"
+HELP = "decode prompts with a method (plain, bon, cbs, eft, urial) and print JSON lines"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--strong", required=True, help="strong model: hub id or local directory")
     p.add_argument("--tuned", help="guide's tuned model (needed by bon, cbs, eft)")
     p.add_argument("--untuned", help="guide's untuned model (needed by bon, cbs, eft)")
-    p.add_argument("--method", default="plain", help="plain, bon, cbs or eft (default: plain)")
+    p.add_argument("--method", default="plain", help="plain, bon, cbs, eft or urial (default: plain)")
     p.add_argument(
         "--set",
         dest="params",
@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
 
     quiet_transformers()
     from harness.guide import Guide
-    from harness.methods import make_method
+    from harness.methods import make_method, strong_template
     from harness.preflight import check_prompts, inspect_model
     from harness.types import Request, SampleConfig
 
@@ -59,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
     if method.needs_guide:
         require(args.tuned and args.untuned, f"method {method.name!r} needs --tuned and --untuned")
         require(0 < args.beta < math.inf, f"--beta must be a finite number > 0, got {args.beta}")
-    template, guide_template = Template(args.template, args.chat), Template(args.guide_template, args.chat)
+    template = strong_template(method, Template(args.template, args.chat))  # urial: its in-context prompt
+    guide_template = Template(args.guide_template, args.chat)
     spec = {"strong": ModelSpec(args.strong, dtype=args.dtype, device=args.device)}
     if method.needs_guide:
         spec |= {role: ModelSpec(getattr(args, role), dtype=args.dtype, device=args.device) for role in GUIDE}

@@ -109,5 +109,9 @@ def explain() -> str:
     parts += ["", "# guides.<name>", *describe(GuideEntry)]
     for name in TASKS:
         parts += ["", f"# tasks.{name}", *describe(task_class(name).Config)]
-    parts += ["", "# methods: plain | bon: {n} | cbs: {width, successors, chunk_length} | eft: {beta} | tuned"]
+    parts += [
+        "",
+        "# methods: plain | bon: {n} | cbs: {width, successors, chunk_length} | eft: {beta} | tuned | guide",
+        "#          | urial: {examples, width, successors, chunk_length}",
+    ]
     return "\n".join(parts)
