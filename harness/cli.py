@@ -17,6 +17,7 @@ COMMANDS = {
     "toy-models": "harness.commands.toy_models",
     "winrate": "harness.commands.winrate",
     "serve": "harness.commands.serve",
+    "tune": "harness.commands.tune",
 }
 
 

@@ -112,6 +112,13 @@ def lines(*rows: dict) -> str:
 DATA = lines(*({"id": f"r{i}", "text": f"Review {i}: a slow film."} for i in range(3)))  # the world study's data
 SHARDED = '{"weight_map": {"h.0": "model-00001-of-00002.safetensors", "h.1": "model-00002-of-00002.safetensors"}}'
 REVIEW = {"id": "a", "text": "A film."}
+PAIRS = lines({"prompt": "A film", "chosen": " was good.", "rejected": " was bad."})  # preference pairs for w2s tune
+PAIR_NO_REJECTED = lines({"prompt": "A film", "chosen": " was good."})
+PAIR_NUMBER = lines({"prompt": "A film", "chosen": 5, "rejected": " was bad."})
+P = {"p.jsonl": PAIRS}
+TUNE_DPO, TUNE_SFT = "tune dpo $untuned $tmp/p.jsonl $tmp/out", "tune sft $untuned $tmp/p.jsonl $tmp/out"
+OTHER_RUN = json.dumps({"identity": {"settings": {"lr": 1.0}}, "state": "finished"})
+MESSAGES = lines({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]})
 
 ROWS = [
     # w2s itself
@@ -309,6 +316,37 @@ ROWS = [
     Row("toy-models: no data", "toy-models $tmp/toy --data $tmp/none", "not found; run from the project root"),
     Row("toy-models: zero scale", "toy-models $tmp/toy --scale 0", "--scale must be a number > 0"),
     Row("toy-models: nan scale", "toy-models $tmp/toy --scale nan", "--scale must be a number > 0"),
+    # w2s tune
+    Row("tune: no kind", "tune", "required: KIND"),
+    Row("tune: unknown kind", "tune ppo $untuned $tmp/p.jsonl $tmp/out", "invalid choice: 'ppo'"),
+    Row("tune: no data file", "tune dpo $untuned $tmp/none.jsonl $tmp/out", "does not exist"),
+    Row("tune: data empty", TUNE_DPO, "has no rows", {"p.jsonl": ""}),
+    Row("tune: data not JSON", TUNE_SFT, "is not JSON lines", {"p.jsonl": "x\n"}),
+    Row("tune: parquet damaged", "tune sft $untuned $tmp/p.parquet $tmp/o", "not readable parquet", {"p.parquet": "1"}),
+    Row("tune: dpo lacks rejected", TUNE_DPO, "lacks the columns", {"p.jsonl": PAIR_NO_REJECTED}),
+    Row("tune: sft lacks text", TUNE_SFT, "give rows with text or prompt/completion", P),
+    Row("tune: chosen not text", TUNE_DPO, "row 1 of", {"p.jsonl": PAIRS + PAIR_NUMBER}),
+    Row("tune: model dir missing", "tune dpo $tmp/none $tmp/p.jsonl $tmp/out", "does not exist", P),
+    Row("tune: model no weights", "tune dpo $tmp/model $tmp/p.jsonl $tmp/out", "no weights", P, model_copy("*.safe*")),
+    Row("tune: model a classifier", "tune dpo $gold $tmp/p.jsonl $tmp/out", "is not a causal language model", P),
+    Row("tune: out is a file", "tune dpo $untuned $tmp/p.jsonl $tmp/f", "is a file, not a directory", {**P, "f": ""}),
+    Row("tune: out holds other files", "tune dpo $untuned $tmp/p.jsonl $tmp", "holds no tune.json", P),
+    Row("tune: out, other settings", TUNE_DPO, "a tuning run with other settings", {**P, "out/tune.json": OTHER_RUN}),
+    Row("tune: out, tune.json damaged", TUNE_DPO, "is not readable", {**P, "out/tune.json": "{"}),
+    Row("tune: lr 0", TUNE_DPO + " --lr 0", "--lr must be a finite number > 0", P),
+    Row("tune: beta nan", TUNE_DPO + " --beta nan", "--beta must be", P),
+    Row("tune: sft has no beta", TUNE_SFT + " --beta 1", "unrecognized arguments", P),
+    Row("tune: zero steps", TUNE_DPO + " --max-steps 0", "--max-steps must be >= 1", P),
+    Row("tune: zero epochs", TUNE_DPO + " --epochs 0", "--epochs must be", P),
+    Row("tune: batch 0", TUNE_DPO + " --batch-size 0", "--batch-size must be >= 1", P),
+    Row("tune: warmup 1", TUNE_DPO + " --warmup 1", "--warmup is a fraction", P),
+    Row("tune: over the context", TUNE_DPO + " --max-length 5000", "exceeds the 1024-token", P),
+    Row("tune: lora rank 0", TUNE_DPO + " --lora --lora-r 0", "--lora-r must be >= 1", P),
+    Row("tune: scheduler typo", TUNE_DPO + " --scheduler cosin", "unknown --scheduler 'cosin'", P),
+    Row("tune: precision typo", TUNE_DPO + " --precision fp8", "unknown --precision 'fp8'", P),
+    Row("tune: device typo", TUNE_DPO + " --device gpu", "--device must be auto, cpu or cuda", P),
+    pytest.param(Row("tune: cuda on a CPU machine", TUNE_DPO + " --device cuda", "'cuda' does", P), marks=ON_CPU_ONLY),
+    Row("tune: chat rows, no template", TUNE_SFT, "has no chat template", {"p.jsonl": MESSAGES}),
     # w2s report
     Row("report: no such runs dir", "report $tmp/none", "does not exist"),
     Row("report: no cells", "report $tmp", "no cells under"),
