@@ -79,7 +79,27 @@ class Runner:
         finally:
             if self._cache is not None:
                 self._cache.close()
+        self.judge(cells)
         return [c.dir for c in cells]
+
+    def judge(self, cells: Sequence[Cell]) -> None:
+        """Judge every finished cell of a task with judges against the task's references (harness.judging); the
+        decoding models are dropped first, so a local judge has the device to itself."""
+        from harness.alpaca import LCFiles
+        from harness.judging import judge_cell
+
+        judged = [c for c in cells if self.study.task_judges(c.task) and (c.dir / MODEL_OUTPUTS).exists()]
+        if judged:
+            self.pool.loaded.clear()
+        for cell in judged:
+            task = self.study.tasks[cell.task].config
+            references = [
+                {"instruction": e.prompt, "output": e.reference, "generator": e.meta.get("generator", "reference")}
+                for e in self._examples(cell.task)
+            ]
+            files = LCFiles(task.df_gamed or None, task.instruction_difficulty or None)
+            for judge in self.study.task_judges(cell.task):
+                judge_cell(cell.dir, judge, references, files, progress=self.progress)
 
     def preflight(self, cells: Sequence[Cell]) -> None:
         """Every check the run can make before it loads model weights, so a mistake costs seconds, not a half-done
@@ -121,6 +141,9 @@ class Runner:
         gold = study.gold_scorer(task)
         if hasattr(gold, "check"):
             gold.check()
+        # the judges: an API judge's key is in the environment, a local judge's files are a reward model's
+        for judge in study.task_judges(task):
+            judge.check()
 
     def _files(self, spec: ModelSpec) -> ModelFiles:
         """A model's tokenizer and config, its device and directory checked (once per model)."""

@@ -20,6 +20,7 @@ import yaml
 from harness.configs import build, identity_fields, option
 from harness.errors import UsageError, require
 from harness.identity import fingerprint
+from harness.judges import Judge, make_judge
 from harness.methods import Method, make_method, strong_template
 from harness.scorers import Scorer
 from harness.types import DTYPE_NAMES, ModelSpec, Template, local_dir
@@ -57,6 +58,11 @@ class StudyConfig:
     guides: dict[str, GuideEntry] = option({}, "guide name -> its tuned and untuned models")
     tasks: dict[str, Any] = option({}, "task name (imdb, tldr) -> its options")
     methods: list[Any] = option(["plain"], "each a name (plain) or {name: {parameter: value}}")
+    judges: dict[str, Any] = option(
+        {},
+        "judge name -> {kind: openai | reward_model, ...} (see harness/judges.py); a task judges its finished cells "
+        "with those it names under tasks.<task>.judges",
+    )
     seeds: list[int] = option([0], "one cell per seed; each prompt's seed derives from it and the prompt id")
     limit: int | None = option(None, "examples per task, the first ones; null: all")
     batch_size: int = option(8, "prompts decoded together")
@@ -124,6 +130,7 @@ class Study:
                 self._model(getattr(g, role), f"guides.{name}.{role}")
             require(0 < g.beta < math.inf, f"guides.{name}.beta must be a finite number > 0, got {g.beta}")
         self.methods = self._methods(c.methods, "methods")
+        self.judges: dict[str, Judge] = {name: make_judge(name, raw, c.device) for name, raw in c.judges.items()}
         self.task_methods: dict[str, list[Method]] = {}
         self.gold: dict[str, Scorer | None] = {}
         self.tasks = {name: self._task(name, options) for name, options in c.tasks.items()}
@@ -197,6 +204,10 @@ class Study:
             template = asdict(self.guide_template(cell.task))
             identity["guide"] = identity_fields(guide) | models | {"template": template}
         return identity
+
+    def task_judges(self, task: str) -> list[Judge]:
+        """The judges that compare a task's responses with its references (none for most tasks)."""
+        return [self.judges[name] for name in getattr(self.tasks[task].config, "judges", [])]
 
     def gold_scorer(self, task: str) -> Scorer | None:
         """The task's gold scorer (built once, loaded on first use), on the study's device."""
@@ -304,6 +315,10 @@ class Study:
                 _check_path(path, f"{where}.{key}.{strong}")
         if config.guide is not None:
             require(config.guide in self.config.guides, f"{where}.guide names {config.guide!r}, which `guides` lacks")
+        judges = getattr(config, "judges", [])
+        for i, judge in enumerate(judges):
+            require(judge in self.judges, f"{where}.judges[{i}] names {judge!r}, which the study's `judges` lacks")
+        require(len(set(judges)) == len(judges), f"{where}.judges lists the same judge twice: {judges}")
         for m in methods:
             require(
                 not m.needs_guide or config.guide is not None,

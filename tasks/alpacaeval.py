@@ -55,7 +55,12 @@ class AlpacaEval:
         """The first `limit` instructions in canonical order; an example's id is its position in the eval set."""
         rows = read_eval_set(self.config.data, self.config.data_file)
         return [
-            Example(str(i), r["instruction"], reference=r["output"], meta={"dataset": r["dataset"], "index": i})
+            Example(
+                str(i),
+                r["instruction"],
+                reference=r["output"],
+                meta={"dataset": r["dataset"], "index": i, "generator": r["generator"]},
+            )
             for i, r in enumerate(rows[:limit])
         ]
 

@@ -120,6 +120,12 @@ TUNE_DPO, TUNE_SFT = "tune dpo $untuned $tmp/p.jsonl $tmp/out", "tune sft $untun
 OTHER_RUN = json.dumps({"identity": {"settings": {"lr": 1.0}}, "state": "finished"})
 MESSAGES = lines({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]})
 
+# an alpacaeval task to add to the world study, and its data
+AE = (
+    "'tasks.ae={task: alpacaeval, data: $tmp/ae.json, strong: [strong], methods: [plain], sample: {max_new_tokens: 4}}'"
+)
+AE_FILES = {"ae.json": json.dumps([{"instruction": "Hi?", "output": "Hello.", "generator": "ref", "dataset": "d"}])}
+
 ROWS = [
     # w2s itself
     Row("no command", "", "arguments are required: COMMAND"),
@@ -208,6 +214,32 @@ ROWS = [
     Row("run: gold batch size 0", "run $config tasks.imdb.gold_batch_size=0", "gold_batch_size must be >= 1"),
     Row("run: tldr format field", "run $config $tldr 'tasks.tldr.format=\"{foo}\"'", "not 'foo'"),
     Row("run: tldr ROUGE variant", "run $config $tldr tasks.tldr.rouge=[rougeX]", "rougeX"),
+    # w2s run: judges (an alpacaeval task "ae" added to the world study)
+    Row("run: unknown judge kind", "run $config 'judges.j={kind: gpt}'", "judges.j.kind must be one of openai"),
+    Row(
+        "run: a key where its variable's name goes",
+        "run $config 'judges.j={kind: openai, model: m, api_key_env: sk-4f2a}'",
+        "must be the NAME of an environment variable",
+    ),
+    Row("run: task names no judge", f"run $config {AE} tasks.ae.judges=[nope]", "judges[0] names 'nope'", AE_FILES),
+    Row(
+        "run: judge key variable unset",
+        f"run $config {AE} tasks.ae.judges=[j] 'judges.j={{kind: openai, model: m, api_key_env: W2S_NO_SUCH_KEY}}'",
+        "environment variable W2S_NO_SUCH_KEY, which is not set",
+        AE_FILES,
+    ),
+    Row(
+        "run: a language model as judge",
+        f"run $config {AE} tasks.ae.judges=[j] 'judges.j={{kind: reward_model, path: $strong}}'",
+        "judge j: reward model",
+        AE_FILES,
+    ),
+    Row(
+        "run: judge model missing",
+        f"run $config {AE} tasks.ae.judges=[j] 'judges.j={{kind: reward_model, path: $tmp/none}}'",
+        "judges.j.path: directory",
+        AE_FILES,
+    ),
     Row("run: bad shard", "run $config --shard 2/2", "needs 0 <= I < N"),
     Row("run: shard not I/N", "run $config --shard half", "--shard must look like I/N"),
     Row("run: empty shard", "run $config --shard 5/8", "selects no cells: the study has 2"),

@@ -1,9 +1,10 @@
 """Run a study: expand the config's grid of tasks x strong models x methods x seeds and run (or resume) each cell.
 
 Each cell writes <out>/<task>/<strong>/<method>/seed-<seed>/ with samples.jsonl (one line per sample), manifest.json
-and, once complete, summary.json. Re-running skips finished samples. `--dry-run` makes every check the run makes
-before it loads a model (data, model files, devices, prompt lengths, resuming), then prints the plan; it loads no
-weights and writes nothing.
+and, once complete, summary.json; a task with judges (alpacaeval) then has each finished cell judged against its
+references, into judge-<name>/ (annotations.json, winrate.json). Re-running skips finished samples and verdicts.
+`--dry-run` makes every check the run makes before it loads a model (data, model files, devices, prompt lengths,
+resuming, judges' keys and files), then prints the plan; it loads no weights and writes nothing.
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ def parse_shard(text: str) -> tuple[int, int]:
 def plan(study, cells, runner) -> str:
     """What a run would do, after its checks passed: the data, models and cells, with how much of each cell is
     already on disk."""
+    from harness.judging import label
     from harness.store import read_samples
 
     c, lines = study.config, []
@@ -87,6 +89,8 @@ def plan(study, cells, runner) -> str:
             tuned = f" (tuned directly: {t.tuned[strong]})" if strong in t.tuned else ""
             lines.append(f"  strong {strong}: {study.specs[strong].path}{tuned}")
         lines.append(f"  methods ({name}): {', '.join(m.label() for m in study.task_methods[name])}")
+        for judge in study.task_judges(name):
+            lines.append(f"  judge {label(judge.identity)}")
     lines.append(f"seeds: {c.seeds}")
     lines.append(f"{len(cells)} cells:")
     done = 0
@@ -102,11 +106,14 @@ def plan(study, cells, runner) -> str:
 def explain() -> str:
     """Every key a study config can hold, section by section."""
     from harness.configs import describe
+    from harness.judges import KINDS
     from harness.study import GuideEntry, ModelEntry, StudyConfig
     from tasks import TASKS, task_class
 
     parts = ["# top level", *describe(StudyConfig), "", "# models.<name>", *describe(ModelEntry)]
     parts += ["", "# guides.<name>", *describe(GuideEntry)]
+    for kind, cls in KINDS.items():
+        parts += ["", f"# judges.<name> with kind: {kind}", *describe(cls)]
     for name in TASKS:
         parts += ["", f"# tasks.{name}", *describe(task_class(name).Config)]
     parts += [
