@@ -28,18 +28,33 @@ from harness.scorers import GuideReward, Item, ScoreCache, Scorer
 from harness.stats import summarize
 from harness.store import MANIFEST, MODEL_OUTPUTS, SUMMARY, SampleLog, cell_lock, read_json, write_json
 from harness.study import Cell, Study
-from harness.types import ModelSpec, Output, Request
+from harness.types import APIModelSpec, ModelSpec, Output, Request
 from tasks.base import Example
 
 if TYPE_CHECKING:
     from harness.guide import Guide
 
-COMPUTE_KEYS = ("strong_tokens", "strong_forward_passes", "guide_tokens", "guide_forward_passes", "seconds")
+COMPUTE_KEYS = (
+    "strong_tokens",
+    "strong_forward_passes",
+    "guide_tokens",
+    "guide_forward_passes",
+    "seconds",
+    "requests",
+    "billed_tokens",
+)
 
 
 def request_seed(seed: int, example_id: str) -> int:
     """A prompt's seed: from the cell's seed and the prompt's id alone, so batches and shards do not matter."""
     return int.from_bytes(hashlib.sha256(f"{seed}:{example_id}".encode()).digest()[:4], "little")
+
+
+def api_model(spec: APIModelSpec):
+    """A client of a model behind an API (the openai package is imported only by studies that have one)."""
+    from harness.backends.openai_api import CompletionsModel
+
+    return CompletionsModel(spec)
 
 
 class ModelPool:
@@ -55,7 +70,7 @@ class ModelPool:
         for other in [s for s in self.loaded if s != spec and s not in keep]:
             del self.loaded[other]
         if spec not in self.loaded:
-            self.loaded[spec] = HFModel.load(spec)
+            self.loaded[spec] = api_model(spec) if isinstance(spec, APIModelSpec) else HFModel.load(spec)
         return self.loaded[spec]
 
 
@@ -67,7 +82,7 @@ class Runner:
         self.pool = ModelPool()
         self._cache: ScoreCache | None = None  # opened with the first cell: a refused run writes nothing
         self.examples: dict[str, list[Example]] = {}
-        self.inspected: dict[ModelSpec, ModelFiles] = {}
+        self.inspected: dict[ModelSpec | APIModelSpec, ModelFiles | None] = {}
 
     def run(self, cells: Sequence[Cell] | None = None) -> list[Path]:
         """Run (or resume) the given cells, by default every cell of the study; returns their directories."""
@@ -125,10 +140,14 @@ class Runner:
                 f"models.{name}.chat_template (a Jinja string or a file) or set models.{name}.chat: false",
             )
         # every prompt, in each model's template, leaves room for the response in that model's context
+        # (a model behind an API: its server is asked instead, whether it answers, takes the key and has the model)
         readers = [(study.cell_model(c), study.cell_template(c)) for c in cells]
         readers += [(study.specs[g], study.guide_template(task)) for g in guides]
         for spec, template in dict.fromkeys(readers):
-            check_prompts(self._files(spec), template, prompts, study.tasks[task].config.sample.max_new_tokens)
+            if isinstance(spec, APIModelSpec):
+                self._check_api(spec)
+            else:
+                check_prompts(self._files(spec), template, prompts, study.tasks[task].config.sample.max_new_tokens)
         # EFT adds the guides' logits to the strong model's, token id by token id
         for cell, guide in ((c, g) for c in cells if c.method.name == "eft" for g in guides):
             vocab = self._files(study.cell_model(cell)).tokenizer.get_vocab()
@@ -144,6 +163,12 @@ class Runner:
         # the judges: an API judge's key is in the environment, a local judge's files are a reward model's
         for judge in study.task_judges(task):
             judge.check()
+
+    def _check_api(self, spec: APIModelSpec) -> None:
+        """The key is in its variable and the server answers with the model (once per model)."""
+        if spec not in self.inspected:
+            api_model(spec).check()
+            self.inspected[spec] = None
 
     def _files(self, spec: ModelSpec) -> ModelFiles:
         """A model's tokenizer and config, its device and directory checked (once per model)."""
@@ -314,7 +339,7 @@ class Runner:
         if len(records) < planned or (path.exists() and read_json(path).get("ids") == ids):
             return
         keys = sorted({k for r in records for k in r["scores"]})
-        compute = {k: summarize([r["compute"][k] for r in records]) for k in COMPUTE_KEYS}
+        compute = {k: summarize([r["compute"].get(k, 0) for r in records]) for k in COMPUTE_KEYS}
         compute["response_tokens"] = summarize([r["tokens"] for r in records])
         write_json(
             path,

@@ -4,7 +4,8 @@ Sampling is the engine's (harness.rollout, harness.sampling): each request draws
 its `seed`, so a request with a seed gets the same answer every time, whatever else the server is doing. Requests
 that arrive together and sample alike are decoded in one batch. Supported: n, max_tokens, temperature (0 is
 greedy), top_p, top_k (an extension, as vLLM offers), stop, seed, logprobs (completions: an int; chat: true with
-top_logprobs) and usage. `transformers serve` answers neither n nor logprobs, which a search and a judge need.
+top_logprobs), usage, and vLLM's `stop_reason` (the stop string that ended a choice). `transformers serve` answers
+neither n nor logprobs, which a search and a judge need.
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ class _Choice:
     tokens: list[int]  # the response's tokens; an ending EOS is generated (and billed) but not part of them
     text: str
     finish_reason: str  # "stop" (EOS or a stop string) or "length", as OpenAI reports it
+    stop_reason: str | None = None  # the stop string that ended it (None for EOS or length), as vLLM reports it
     generated: int = 0  # tokens sampled, an ending EOS included
     logprobs: list[float] = field(default_factory=list)  # log p of each sampled token under the model
     top: list[list[tuple[int, float]]] = field(default_factory=list)  # the most likely tokens at each step
@@ -152,8 +154,8 @@ class Generator:
         rollout.advance(sample.max_new_tokens, final=True)
         reasons = [why or LENGTH for why in rollout.reasons]
         texts = stopper.texts(rollout.row_prompt, rollout.row_tokens, reasons)
-        for row, tokens, reason, (text, _) in zip(rows, rollout.row_tokens, reasons, texts, strict=True):
-            row.text, row.generated = text, len(tokens)
+        for row, tokens, reason, (text, stop) in zip(rows, rollout.row_tokens, reasons, texts, strict=True):
+            row.text, row.generated, row.stop_reason = text, len(tokens), stop or None
             row.finish_reason = LENGTH if reason == LENGTH else "stop"
             row.tokens = tokens[:-1] if reason == EOS else tokens
             if want and reason == EOS:
@@ -239,6 +241,7 @@ def create_app(lm: HFModel, name: str, api_key: str | None = None, max_batch_row
                     "index": i,
                     "text": c.text,
                     "finish_reason": c.finish_reason,
+                    "stop_reason": c.stop_reason,
                     "logprobs": None if body.logprobs is None else _completion_logprobs(lm, c),
                 }
                 for i, c in enumerate(choices)
@@ -265,6 +268,7 @@ def create_app(lm: HFModel, name: str, api_key: str | None = None, max_batch_row
                     "index": i,
                     "message": {"role": "assistant", "content": c.text},
                     "finish_reason": c.finish_reason,
+                    "stop_reason": c.stop_reason,
                     "logprobs": _chat_logprobs(lm, c) if body.logprobs else None,
                 }
                 for i, c in enumerate(choices)

@@ -23,14 +23,25 @@ from harness.identity import fingerprint
 from harness.judges import Judge, make_judge
 from harness.methods import Method, make_method, strong_template
 from harness.scorers import Scorer
-from harness.types import DTYPE_NAMES, ModelSpec, Template, local_dir
+from harness.types import DTYPE_NAMES, APIModelSpec, ModelSpec, Template, local_dir
 from tasks import task_class
 from tasks.base import TaskConfig, is_local
+
+BACKENDS = ("hf", "openai")
 
 
 @dataclass
 class ModelEntry:
-    path: str = option(help="hub id or local directory")
+    path: str | None = option(None, "hub id or local directory (backend hf)")
+    backend: str = option("hf", "hf: a Hugging Face model loaded here; openai: a model behind an OpenAI-compatible API")
+    base_url: str | None = option(None, "backend openai: the endpoint, e.g. https://api.openai.com/v1")
+    model: str | None = option(None, "backend openai: the model's name on that server")
+    api_key_env: str | None = option(
+        None, "backend openai: the environment variable holding the API key (the key is never written); null: none"
+    )
+    concurrency: int = option(8, "backend openai: requests in flight at once")
+    timeout: float = option(60.0, "backend openai: seconds before a request is abandoned and retried")
+    max_retries: int = option(5, "backend openai: retries with backoff on rate limits, server errors and timeouts")
     dtype: str | None = option(None, "auto, float32, bfloat16 or float16; default: the study's dtype")
     device: str | None = option(None, "cpu, cuda, cuda:1; default: the study's device")
     device_map: str | None = option(None, "e.g. auto, to shard a large model over all GPUs")
@@ -127,7 +138,12 @@ class Study:
         self.specs = {name: self._spec(name, e) for name, e in c.models.items()}
         for name, g in c.guides.items():
             for role in ("tuned", "untuned"):
-                self._model(getattr(g, role), f"guides.{name}.{role}")
+                model = self._model(getattr(g, role), f"guides.{name}.{role}")
+                require(
+                    isinstance(self.specs[model], ModelSpec),
+                    f"guides.{name}.{role} names {model}, a model behind an API; a guide's models must be loaded "
+                    "here (backend hf), since the guide reads their log-probabilities",
+                )
             require(0 < g.beta < math.inf, f"guides.{name}.beta must be a finite number > 0, got {g.beta}")
         self.methods = self._methods(c.methods, "methods")
         self.judges: dict[str, Judge] = {name: make_judge(name, raw, c.device) for name, raw in c.judges.items()}
@@ -215,7 +231,7 @@ class Study:
             self.gold[task] = self.tasks[task].gold_scorer(self.config.device)
         return self.gold[task]
 
-    def cell_model(self, cell: Cell) -> ModelSpec:
+    def cell_model(self, cell: Cell) -> ModelSpec | APIModelSpec:
         """The model a cell decodes with: the strong model, its directly tuned checkpoint for method `tuned`, or its
         untuned base checkpoint for method `urial` where the task names one."""
         task = self.tasks[cell.task].config
@@ -248,8 +264,13 @@ class Study:
         out["out"] = str(self.out)
         return out
 
-    def _spec(self, name: str, entry: ModelEntry) -> ModelSpec:
+    def _spec(self, name: str, entry: ModelEntry) -> ModelSpec | APIModelSpec:
         where = f"models.{name}"
+        backends = ", ".join(BACKENDS)
+        require(entry.backend in BACKENDS, f"{where}.backend must be one of {backends}, got {entry.backend!r}")
+        if entry.backend == "openai":
+            return self._api_spec(where, entry)
+        require(entry.path is not None, f"{where}.path is required (a hub id or a local directory)")
         _check_path(entry.path, f"{where}.path")
         chat_template = _chat_template(entry.chat_template, f"{where}.chat_template")
         try:
@@ -265,9 +286,29 @@ class Study:
         except UsageError as err:
             raise UsageError(f"{where}: {err}") from None
 
+    def _api_spec(self, where: str, entry: ModelEntry) -> APIModelSpec:
+        """A model behind an OpenAI-compatible completions endpoint."""
+        require(entry.path is None, f"{where} has backend openai and a path; give base_url and model instead of path")
+        for key in ("base_url", "model"):
+            require(getattr(entry, key), f"{where}.{key} is required with backend openai")
+        require(
+            not entry.chat,
+            f"{where}: chat: true is not available with backend openai (a completions endpoint); write the chat "
+            "markup into the task's template instead",
+        )
+        try:
+            return APIModelSpec(
+                entry.base_url, entry.model, entry.api_key_env, entry.concurrency, entry.timeout, entry.max_retries
+            )
+        except UsageError as err:
+            raise UsageError(f"{where}: {err}") from None
+
     def variant_spec(self, strong: str, path: str) -> ModelSpec:
-        """Another checkpoint of a strong model (tuned directly, or its base), placed like the model itself."""
+        """Another checkpoint of a strong model (tuned directly, or its base), placed like the model itself (or on the
+        study's device, for a model behind an API)."""
         s = self.specs[strong]
+        if isinstance(s, APIModelSpec):
+            return ModelSpec(path, self.config.dtype, self.config.device)
         return ModelSpec(path, s.dtype, s.device, s.device_map, s.trust_remote_code, chat_template=s.chat_template)
 
     def _model(self, name: str, where: str) -> str:
@@ -324,6 +365,12 @@ class Study:
                 not m.needs_guide or config.guide is not None,
                 f"method {m.label()} needs a guide but {where} has none; set {where}.guide",
             )
+            api = [s for s in config.strong if isinstance(self.specs[s], APIModelSpec)]
+            require(
+                m.name != "eft" or not api,
+                f"method eft changes every next-token distribution, which {api[0] if api else ''} behind an API does "
+                f"not expose; drop eft from {where}'s methods or use cbs or bon there",
+            )
         for key in ("template", "guide_template"):
             require("{prompt}" in getattr(config, key), f"{where}.{key} has no {{prompt}} placeholder; add one")
         try:
@@ -348,9 +395,11 @@ def uses(method: Method, model: str) -> bool:
     return getattr(method, f"uses_{model}", False)
 
 
-def _model_identity(spec: ModelSpec) -> dict:
-    """A model spec and the content of a local one, without where it runs: moving a study to another device does
-    not change its cells."""
+def _model_identity(spec: ModelSpec | APIModelSpec) -> dict:
+    """A model spec and the content of a local one, without where it runs: moving a study to another device (or a
+    served model to another server) does not change its cells."""
+    if isinstance(spec, APIModelSpec):
+        return {"backend": "openai", "model": spec.model}
     return asdict(spec) | {"device": None, "device_map": None, "fingerprint": fingerprint(spec.path)}
 
 

@@ -110,6 +110,33 @@ class ModelSpec:
 
 
 @dataclass(frozen=True)
+class APIModelSpec:
+    """A model behind an OpenAI-compatible completions endpoint (OpenAI, vLLM, SGLang, `w2s serve`). The key itself is
+    never held here, only the name of the environment variable that holds it."""
+
+    base_url: str  # e.g. https://api.openai.com/v1 or http://host:8000/v1
+    model: str  # the model name the server knows
+    api_key_env: str | None = None  # environment variable holding the API key; None: the server needs none
+    concurrency: int = 8  # requests in flight at once
+    timeout: float = 60.0  # seconds before a request is abandoned (and retried)
+    max_retries: int = 5  # retries, with exponential backoff, on rate limits, server errors, timeouts, lost connections
+
+    def __post_init__(self) -> None:
+        require(self.concurrency >= 1, f"concurrency must be >= 1, got {self.concurrency}")
+        require(0 < self.timeout < math.inf, f"timeout must be a number of seconds > 0, got {self.timeout}")
+        require(self.max_retries >= 0, f"max_retries must be >= 0, got {self.max_retries}")
+        require(
+            self.base_url.startswith(("http://", "https://")),
+            f"base_url {self.base_url!r} must start with http:// or https:// (e.g. http://127.0.0.1:8000/v1)",
+        )
+
+    @property
+    def path(self) -> str:
+        """How plans and messages name it."""
+        return f"{self.model} at {self.base_url}"
+
+
+@dataclass(frozen=True)
 class Request:
     """One prompt to decode. `prompt` is raw task text: the strong model and the guide each apply their own template.
 
@@ -152,6 +179,8 @@ class Compute:
     guide_tokens: int = 0  # tuned and untuned together
     guide_forward_passes: int = 0
     seconds: float = 0.0  # wall time of the batched call, shared evenly among its prompts
+    requests: int = 0  # requests sent to a model behind an API, retries included
+    billed_tokens: int = 0  # tokens the API billed (its `usage`: prompt and completion tokens)
 
     def as_dict(self) -> dict[str, float]:
         return dict(self.__dict__)

@@ -119,6 +119,10 @@ P = {"p.jsonl": PAIRS}
 TUNE_DPO, TUNE_SFT = "tune dpo $untuned $tmp/p.jsonl $tmp/out", "tune sft $untuned $tmp/p.jsonl $tmp/out"
 OTHER_RUN = json.dumps({"identity": {"settings": {"lr": 1.0}}, "state": "finished"})
 MESSAGES = lines({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]})
+# overrides that put the strong model behind an API on a port where nothing listens
+API = "models.strong.backend=openai models.strong.path=null models.strong.base_url=http://127.0.0.1:9/v1 " + (
+    "models.strong.model=strong"
+)
 
 # an alpacaeval task to add to the world study, and its data
 AE = (
@@ -321,6 +325,16 @@ ROWS = [
     ),
     Row("run: eft across vocabularies", "run $config methods=[eft] tasks.imdb.guide=g_b", "share the strong model's"),
     Row("run: over the context", "run $config tasks.imdb.sample.max_new_tokens=5000", "exceeds the 1024-token"),
+    # w2s run: a strong model behind an API
+    Row("run: api key variable unset", f"run $config {API} models.strong.api_key_env=W2S_NO_KEY", "W2S_NO_KEY"),
+    Row("run: api server unreachable", f"run $config {API}", "cannot reach the server at http://127.0.0.1:9/v1"),
+    Row("run: api url not http", f"run $config {API} models.strong.base_url=localhost:9", "must start with http"),
+    Row("run: api without a model", f"run $config {API} models.strong.model=null", "model is required with backend"),
+    Row("run: api and a path", f"run $config {API} models.strong.path=$strong", "give base_url and model instead"),
+    Row("run: unknown backend", "run $config models.strong.backend=vllm", "backend must be one of hf, openai"),
+    Row("run: api with eft", f"run $config {API} methods=[eft]", "method eft changes every next-token distribution"),
+    Row("run: api as a guide", f"run $config {API} guides.g.tuned=strong", "a guide's models must be loaded here"),
+    Row("run: api with chat", f"run $config {API} models.strong.chat=true", "not available with backend openai"),
     # w2s run: resuming
     Row("run: resume, other settings", "run $config tasks.imdb.sample.temperature=0.9", "task.sample.temperature"),
     Row("run: resume, other data", "run $config tasks.imdb.data=$tmp/d.jsonl", "task.data differs", {"d.jsonl": DATA}),

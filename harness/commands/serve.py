@@ -36,6 +36,7 @@ def run(args: argparse.Namespace) -> int:
         api_key = os.environ.get(args.api_key_env)
         require(bool(api_key), f"environment variable {args.api_key_env} is not set; export the key clients must send")
     with socket.socket() as probe:  # a busy port is found before the model loads
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: a restart is not refused
         try:
             probe.bind((args.host, args.port))
         except OSError as err:
