@@ -16,6 +16,7 @@ COMMANDS = {
     "regress": "harness.commands.regress",
     "toy-models": "harness.commands.toy_models",
     "winrate": "harness.commands.winrate",
+    "leaderboard": "harness.commands.leaderboard",
     "serve": "harness.commands.serve",
     "tune": "harness.commands.tune",
 }

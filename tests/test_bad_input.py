@@ -346,6 +346,19 @@ ROWS = [
         setup=run_copy(),
     ),
     Row("run: resume, older cells", "run $config out=$tmp/runs", "made by identity version 1", setup=older_cells),
+    # w2s leaderboard
+    Row("leaderboard: no run", "leaderboard", "required: RUN"),
+    Row("leaderboard: not a directory", "leaderboard $tmp/none", "is not a directory"),
+    Row("leaderboard: nothing judged", "leaderboard $runs", "no judged cell under"),
+    Row("leaderboard: negative --around", "leaderboard $runs --around -1", "--around must be >= 0"),
+    Row("leaderboard: not the board", "leaderboard $runs --board $tmp/b", "lacks the columns", {"b": "a,b\n1\n"}),
+    Row("leaderboard: board missing", "leaderboard $runs --board $tmp/b.csv", "does not exist"),
+    Row(
+        "leaderboard: damaged winrate.json",
+        "leaderboard $tmp/cell",
+        "is not a winrate.json written by a judge",
+        {"cell/judge-x/winrate.json": '{"win_rate": 3}'},
+    ),
     # w2s serve
     Row("serve: no model", "serve", "required: model"),
     Row("serve: port out of range", "serve $strong --port 0", "--port must be in 1..65535"),

@@ -295,6 +295,12 @@ def test_a_study_generates_then_judges_each_cell_and_resumes(server, chat_paths,
     assert code == 0, err
     assert len(server.completions()) == 6 and all((c / "samples.jsonl").read_bytes() == s for c, s in samples.items())
     assert files_holding(tmp_path, KEY) == []
+    code, out, err = w2s(capsys, "leaderboard", str(tmp_path / "runs"))
+    assert code == 0, err
+    placed = [line for line in out.splitlines() if line.startswith("rank ")]
+    assert len(placed) == 4 and all("not comparable with the leaderboard" in line for line in placed)
+    assert any("runs/ae/strong/plain/seed-0 [api]" in line and "judge api (judge-model)" in line for line in placed)
+    assert (tmp_path / "runs" / "leaderboard" / "leaderboard.png").exists()
     # a judge that is not there: one line, the samples and every other verdict kept
     gone = f"judges.api.base_url=http://127.0.0.1:{free_port()}/v1"
     code, _, err = w2s(capsys, "run", str(config), gone, "judges.api.max_retries=0", "--no-progress")
