@@ -14,6 +14,7 @@ import subprocess
 import sys
 from collections import Counter
 from collections.abc import Sequence
+from contextlib import nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,9 +25,19 @@ import harness
 from harness.errors import UsageError, require
 from harness.identity import IDENTITY_VERSION, check_version
 from harness.preflight import ModelFiles, check_output_dir, check_prompts, inspect_model
+from harness.ranks import Ranks
 from harness.scorers import GuideReward, Item, ScoreCache, Scorer
 from harness.stats import summarize
-from harness.store import MANIFEST, MODEL_OUTPUTS, SUMMARY, SampleLog, cell_lock, read_json, write_json
+from harness.store import (
+    MANIFEST,
+    MODEL_OUTPUTS,
+    SUMMARY,
+    SampleLog,
+    cell_lock,
+    read_json,
+    read_samples,
+    write_json,
+)
 from harness.study import Cell, Study
 from harness.types import APIModelSpec, ModelSpec, Output, Request
 from tasks.base import Example
@@ -80,6 +91,7 @@ class Runner:
     def __init__(self, study: Study, progress: bool = True):
         self.study, self.progress = study, progress
         self.pool = ModelPool()
+        self.ranks = Ranks()
         self._cache: ScoreCache | None = None  # opened with the first cell: a refused run writes nothing
         self.examples: dict[str, list[Example]] = {}
         self.inspected: dict[ModelSpec | APIModelSpec, ModelFiles | None] = {}
@@ -94,7 +106,8 @@ class Runner:
         finally:
             if self._cache is not None:
                 self._cache.close()
-        self.judge(cells)
+        if self.ranks.main:
+            self.judge(cells)
         return [c.dir for c in cells]
 
     def judge(self, cells: Sequence[Cell]) -> None:
@@ -177,34 +190,42 @@ class Runner:
         return self.inspected[spec]
 
     def run_cell(self, cell: Cell, position: str = "") -> None:
-        """Run (or resume) one cell; `position` prefixes its progress bar."""
-        examples = self._examples(cell.task)
-        with cell_lock(cell.dir):
-            self._check_resume(cell)
-            if not (cell.dir / MANIFEST).exists():
-                self._write_manifest(cell)
-            log = SampleLog(cell.dir)
-            done = {r["id"] for r in log.records}
+        """Run (or resume) one cell; `position` prefixes its progress bar. Under `accelerate launch` every process
+        decodes its share of each batch (harness.ranks) and the main process alone holds the lock and writes."""
+        examples, ranks = self._examples(cell.task), self.ranks
+        with cell_lock(cell.dir) if ranks.main else nullcontext():
+            if ranks.main:
+                self._check_resume(cell)
+                if not (cell.dir / MANIFEST).exists():
+                    self._write_manifest(cell)
+                log = SampleLog(cell.dir)  # (cuts a torn last line before the others read the file)
+            ranks.wait()
+            done = {r["id"] for r in (log.records if ranks.main else read_samples(cell.dir))}
             pending = [e for e in examples if e.id not in done]
             if pending:
                 guide = self._guide(cell.task)
                 decode, scorers = self._decoder(cell, guide), self._scorers(cell, guide)
                 bar = tqdm(
                     total=len(examples), initial=len(examples) - len(pending), desc=position + cell.title,
-                    unit="sample", disable=not self.progress, file=sys.stderr, dynamic_ncols=True,
+                    unit="sample", disable=not self.progress or not ranks.main, file=sys.stderr, dynamic_ncols=True,
                 )  # fmt: skip
-                size = self.study.config.batch_size
+                size = self.study.config.batch_size * ranks.count  # each process decodes batch_size prompts
                 for start in range(0, len(pending), size):
                     batch = pending[start : start + size]
-                    outputs = decode([Request(e.id, e.prompt, request_seed(cell.seed, e.id)) for e in batch])
-                    log.append(self._records(cell, batch, outputs, scorers))
+                    mine = ranks.split(batch)
+                    outputs = decode([Request(e.id, e.prompt, request_seed(cell.seed, e.id)) for e in mine])
+                    records = ranks.gather(self._records(cell, mine, outputs, scorers) if mine else [])
+                    if ranks.main:
+                        log.append(records)
                     bar.update(len(batch))
                 bar.close()
-            wanted = {e.id for e in examples}
-            records = [r for r in log.records if r["id"] in wanted]
-            self._summarise(cell, records, len(examples))
-            if len(records) == len(examples):
-                self._finish(cell, examples, records)
+            if ranks.main:
+                wanted = {e.id for e in examples}
+                records = [r for r in log.records if r["id"] in wanted]
+                self._summarise(cell, records, len(examples))
+                if len(records) == len(examples):
+                    self._finish(cell, examples, records)
+        ranks.wait()
 
     def _finish(self, cell: Cell, examples: list[Example], records: list[dict]) -> None:
         """After a cell's last sample: the task's model_outputs.json (alpaca_eval's format), where it has one."""

@@ -27,7 +27,8 @@ from transformers.utils import (
 )
 
 from harness.errors import UsageError, require
-from harness.preflight import check_placement
+from harness.preflight import DEVICE_MAP_STRATEGIES, check_placement
+from harness.ranks import rank_device, rank_max_memory
 from harness.types import DTYPE_NAMES, ModelSpec, Template, local_dir
 
 DTYPES = {"auto": "auto", "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -182,12 +183,13 @@ def from_pretrained(spec: ModelSpec, model_class: type) -> tuple[PreTrainedModel
     """Model (of an Auto class) and tokenizer from the hub or a local directory, in eval mode where `spec` says."""
     tokenizer = load_tokenizer(spec)
     check_placement(spec)
-    device = spec.device or default_device()
+    device = rank_device(spec.device or default_device())  # under accelerate launch: this process's own GPU
     try:
         model = model_class.from_pretrained(
             spec.path,
             dtype=DTYPES[spec.dtype],
             device_map=spec.device_map or device,
+            max_memory=rank_max_memory(spec.device_map) if spec.device_map in DEVICE_MAP_STRATEGIES else None,
             revision=spec.revision,
             trust_remote_code=spec.trust_remote_code,
         )

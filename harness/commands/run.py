@@ -48,10 +48,12 @@ def run(args: argparse.Namespace) -> int:
     runner = Runner(study, progress=not args.no_progress)
     if args.dry_run:
         runner.preflight(cells)
-        print(plan(study, cells, runner))
+        if runner.ranks.main:
+            print(plan(study, cells, runner))
         return 0
     runner.run(cells)
-    print(f"{len(cells)} cells complete under {study.out}; next: w2s report {study.out}")
+    if runner.ranks.main:
+        print(f"{len(cells)} cells complete under {study.out}; next: w2s report {study.out}")
     return 0
 
 
