@@ -128,6 +128,9 @@ def test_an_interrupted_run_resumes_from_its_last_complete_checkpoint(base, tmp_
 
 
 def test_lora_saves_merged_weights_and_the_adapter(base, tmp_path, capsys):
+    pytest.importorskip(
+        "peft", reason="peft is not installed in this venv: make setup (or pip install -c constraints.txt peft)"
+    )
     data = write_jsonl(tmp_path / "pairs.jsonl", pairs())
     out = tmp_path / "lora"
     code, _, err = w2s(capsys, *dpo_args(base, data, out, "--lora", "--lora-r", "4", "--lr", "5e-2"))

@@ -119,6 +119,13 @@ def prepare(settings: TuneSettings, run: RunOptions) -> Job:
             f"data {s.data!r} holds chat messages but {s.model} has no chat template; give plain-text rows or a model "
             "with a chat template",
         )
+    if s.lora:
+        import importlib.util
+
+        require(
+            importlib.util.find_spec("peft") is not None,
+            "--lora needs peft, which is not installed; run make setup (or pip install -c constraints.txt peft)",
+        )
     identity = {  # as tune.json stores it (JSON types), to compare with a stored one
         "settings": json.loads(json.dumps(dataclasses.asdict(s))),
         "model_content": fingerprint(s.model),
