@@ -19,6 +19,7 @@ COMMANDS = {
     "leaderboard": "harness.commands.leaderboard",
     "serve": "harness.commands.serve",
     "tune": "harness.commands.tune",
+    "prefs": "harness.commands.prefs",
 }
 
 

@@ -118,6 +118,7 @@ PAIR_NUMBER = lines({"prompt": "A film", "chosen": 5, "rejected": " was bad."})
 P = {"p.jsonl": PAIRS}
 TUNE_DPO, TUNE_SFT = "tune dpo $untuned $tmp/p.jsonl $tmp/out", "tune sft $untuned $tmp/p.jsonl $tmp/out"
 OTHER_RUN = json.dumps({"identity": {"settings": {"lr": 1.0}}, "state": "finished"})
+PREFS = "prefs $strong $tmp/p.jsonl --data $imdb --gold $gold --device cpu"
 MESSAGES = lines({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]})
 # overrides that put the strong model behind an API on a port where nothing listens
 API = "models.strong.backend=openai models.strong.path=null models.strong.base_url=http://127.0.0.1:9/v1 " + (
@@ -406,6 +407,26 @@ ROWS = [
     Row("tune: device typo", TUNE_DPO + " --device gpu", "--device must be auto, cpu or cuda", P),
     pytest.param(Row("tune: cuda on a CPU machine", TUNE_DPO + " --device cuda", "'cuda' does", P), marks=ON_CPU_ONLY),
     Row("tune: chat rows, no template", TUNE_SFT, "has no chat template", {"p.jsonl": MESSAGES}),
+    # w2s prefs
+    Row("prefs: no model", "prefs", "required: model, out"),
+    Row("prefs: unknown task", PREFS + " --task gsm8k", "unknown task 'gsm8k'"),
+    Row("prefs: label typo", PREFS + " --label best", "unknown --label 'best'"),
+    Row("prefs: limit 0", PREFS + " --limit 0", "--limit must be >= 1"),
+    Row("prefs: batch 0", PREFS + " --batch-size 0", "--batch-size must be >= 1"),
+    Row("prefs: out a directory", "prefs $strong $tmp --data $imdb --gold $gold", "is a directory; give a file name"),
+    Row("prefs: out under a file", "prefs $strong $tmp/f/p.jsonl --data $imdb --gold $gold", "is a file", {"f": ""}),
+    Row("prefs: no data file", PREFS + " --data $tmp/none.jsonl", "does not exist"),
+    Row("prefs: data lacks fields", PREFS + " --data $tmp/d.jsonl", "none of the fields", {"d.jsonl": lines({"a": 1})}),
+    Row("prefs: model dir missing", "prefs $tmp/none $tmp/p.jsonl --data $imdb --gold $gold", "does not exist"),
+    Row("prefs: gold a language model", PREFS + " --gold $strong", "is a language model"),
+    Row("prefs: gold no weights", PREFS + " --gold $tmp/model", "no weights", setup=model_copy("*.safe*")),
+    Row("prefs: temperature 0", PREFS + " --temperature 0", "temperature must be > 0"),
+    Row("prefs: over the context", PREFS + " --max-new-tokens 5000", "exceeds the 1024-token"),
+    Row("prefs: unknown task option", PREFS + " --set colour=1", "unknown key tasks.imdb.colour"),
+    Row("prefs: --set without =", PREFS + " --set colour", "expected KEY=VALUE"),
+    Row("prefs: template without {prompt}", PREFS + " --template Hi", "has no {prompt} placeholder"),
+    Row("prefs: device typo", PREFS + " --device gpu", "unknown device 'gpu'"),
+    Row("prefs: dtype typo", PREFS + " --dtype fp8", "unknown dtype 'fp8'"),
     # w2s report
     Row("report: no such runs dir", "report $tmp/none", "does not exist"),
     Row("report: no cells", "report $tmp", "no cells under"),
