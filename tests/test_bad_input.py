@@ -119,6 +119,7 @@ P = {"p.jsonl": PAIRS}
 TUNE_DPO, TUNE_SFT = "tune dpo $untuned $tmp/p.jsonl $tmp/out", "tune sft $untuned $tmp/p.jsonl $tmp/out"
 OTHER_RUN = json.dumps({"identity": {"settings": {"lr": 1.0}}, "state": "finished"})
 PREFS = "prefs $strong $tmp/p.jsonl --data $imdb --gold $gold --device cpu"
+INDEXED = lambda responses, chosen: lines({"prompt": "A", "responses": responses, "chosen": chosen})  # noqa: E731
 MESSAGES = lines({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]})
 # overrides that put the strong model behind an API on a port where nothing listens
 API = "models.strong.backend=openai models.strong.path=null models.strong.base_url=http://127.0.0.1:9/v1 " + (
@@ -406,6 +407,8 @@ ROWS = [
     Row("tune: precision typo", TUNE_DPO + " --precision fp8", "unknown --precision 'fp8'", P),
     Row("tune: device typo", TUNE_DPO + " --device gpu", "--device must be auto, cpu or cuda", P),
     pytest.param(Row("tune: cuda on a CPU machine", TUNE_DPO + " --device cuda", "'cuda' does", P), marks=ON_CPU_ONLY),
+    Row("tune: indexed pair, one response", TUNE_DPO, "a list of two texts", {"p.jsonl": INDEXED(["a"], 0)}),
+    Row("tune: indexed pair, index 2", TUNE_DPO, "0 or 1, the index", {"p.jsonl": INDEXED(["a", "b"], 2)}),
     Row("tune: chat rows, no template", TUNE_SFT, "has no chat template", {"p.jsonl": MESSAGES}),
     # w2s prefs
     Row("prefs: no model", "prefs", "required: model, out"),
@@ -413,6 +416,7 @@ ROWS = [
     Row("prefs: label typo", PREFS + " --label best", "unknown --label 'best'"),
     Row("prefs: limit 0", PREFS + " --limit 0", "--limit must be >= 1"),
     Row("prefs: batch 0", PREFS + " --batch-size 0", "--batch-size must be >= 1"),
+    Row("prefs: out under a new dir", PREFS.replace("$tmp/p.jsonl", "$tmp/f/new/p.jsonl"), "is a file", {"f": ""}),
     Row("prefs: out a directory", "prefs $strong $tmp --data $imdb --gold $gold", "is a directory; give a file name"),
     Row("prefs: out under a file", "prefs $strong $tmp/f/p.jsonl --data $imdb --gold $gold", "is a file", {"f": ""}),
     Row("prefs: no data file", PREFS + " --data $tmp/none.jsonl", "does not exist"),

@@ -14,6 +14,7 @@ from transformers import TrainerCallback
 
 from harness.backends.hf import HFModel, ModelSpec
 from harness.guide import Guide
+from training.data import indexed_pairs
 from training.tune import CHECKPOINTS, RECORD, RunOptions, TuneSettings, losses, prepare, train
 
 GOOD = [" good great wonderful", " really good film", " wonderful and funny", " great story"]
@@ -142,3 +143,15 @@ def test_lora_saves_merged_weights_and_the_adapter(base, tmp_path, capsys):
     tuned, untuned = load(out), load(base)  # a plain model directory: what the studies load
     assert not any(k.startswith("base_model") or "lora" in k for k in tuned.model.state_dict())
     assert implicit_wins(tuned, untuned, pairs()) > 0.5
+
+
+def test_dpo_reads_pairs_as_imdb_preference_stores_them(base, tmp_path, capsys):
+    """ZHZisZZ/imdb_preference keeps `responses` (two texts) and `chosen` (the preferred one's index)."""
+    rows = [{"prompt": r["prompt"], "responses": [r["rejected"], r["chosen"]], "chosen": 1} for r in pairs()]
+    assert indexed_pairs(rows, "x") == [
+        r | {"chosen": p["chosen"], "rejected": p["rejected"]} for r, p in zip(rows, pairs(), strict=True)
+    ]
+    data = write_jsonl(tmp_path / "indexed.jsonl", rows)
+    code, _, err = w2s(capsys, *dpo_args(base, data, tmp_path / "dpo"))
+    assert code == 0, err
+    assert implicit_wins(load(tmp_path / "dpo"), load(base), pairs()) >= 0.9  # learnt which response was preferred

@@ -30,6 +30,26 @@ def load_rows(source: str, split: str) -> list[dict]:
     return load_records(source, split)
 
 
+def indexed_pairs(rows: list[dict], source: str) -> list[dict]:
+    """Rows of ZHZisZZ/imdb_preference's form (`responses`: two texts, `chosen`: the index of the preferred one) as
+    prompt/chosen/rejected rows, the form trl reads; other rows are returned as they are."""
+    if not rows or "responses" not in rows[0] or isinstance(rows[0].get("chosen"), str):
+        return rows
+    pairs = []
+    for i, row in enumerate(rows):
+        responses, index = row.get("responses"), row.get("chosen")
+        require(
+            isinstance(responses, list) and len(responses) == 2 and all(isinstance(r, str) for r in responses),
+            f"row {i} of {source!r} needs `responses`: a list of two texts, got {responses!r:.60}",
+        )
+        require(
+            index in (0, 1) and not isinstance(index, bool),
+            f"row {i} of {source!r} needs `chosen`: 0 or 1, the index of the preferred response, got {index!r:.20}",
+        )
+        pairs.append({**row, "chosen": responses[index], "rejected": responses[1 - index]})
+    return pairs
+
+
 def check_rows(kind: str, rows: list[dict], source: str) -> tuple[str, ...]:
     """The column set every row has (the first of FORMATS[kind] that the first row fits), each value text or, for a
     conversational dataset, a list of messages; a one-line error naming the first bad row otherwise."""

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import require
-from harness.preflight import check_output_dir, check_prompts, inspect_model
+from harness.preflight import check_output_dir, check_prompts, inspect_model, make_output_dir
 from harness.types import ModelSpec, Request, SampleConfig, Template
 
 LABELS = ("bt", "argmax")
@@ -140,7 +140,9 @@ def build_pairs(job: PrefsJob, progress: bool = True) -> Path:
         pair_row(e, texts[e.id], scores[2 * i : 2 * i + 2], job.template, s)
         for i, e in enumerate(job.examples)
     ]  # fmt: skip
-    return write_jsonl(Path(s.out).expanduser(), rows)
+    out = Path(s.out).expanduser()
+    make_output_dir(out.parent, "output directory", "give another output file")
+    return write_jsonl(out, rows)
 
 
 def pair_row(example, texts: Sequence[str], scores: Sequence[float], template: Template, s: PrefsSettings) -> dict:

@@ -24,7 +24,7 @@ from harness.errors import UsageError, require
 from harness.identity import fingerprint
 from harness.preflight import check_device, check_output_dir, inspect_model, make_output_dir
 from harness.types import ModelSpec
-from training.data import check_rows, is_conversational, load_rows
+from training.data import check_rows, indexed_pairs, is_conversational, load_rows
 
 RECORD = "tune.json"  # the settings, the training log and the state of a tuning run, in its output directory
 CHECKPOINTS = "checkpoints"
@@ -94,6 +94,8 @@ def prepare(settings: TuneSettings, run: RunOptions) -> Job:
     _check_numbers(s, run)
     check_output_dir(run.out, "output directory", "give another OUT")
     rows = load_rows(s.data, s.split)
+    if s.kind == "dpo":
+        rows = indexed_pairs(rows, s.data)
     columns = check_rows(s.kind, rows, s.data)
     device = _device(s.device)
     require(s.precision in PRECISIONS, f"unknown --precision {s.precision!r}; choose one of {', '.join(PRECISIONS)}")
