@@ -15,7 +15,7 @@ DATA_HELP = {
     "sft": "training data: a .jsonl/.json(.gz)/.parquet file or hub dataset id, rows with `text`, "
     "`prompt`+`completion` or chat `messages`",
     "dpo": "preference pairs: a .jsonl/.json(.gz)/.parquet file or hub dataset id, rows with `prompt`, `chosen` "
-    "and `rejected` (what `w2s prefs` writes)",
+    "and `rejected` (what `w2s prefs` writes), or `responses` and a `chosen` index (ZHZisZZ/imdb_preference)",
 }
 
 
