@@ -178,7 +178,8 @@ class Guide:
 
     With a shared vocabulary the search scores the very tokens the strong model sampled. `retokenize=True` scores
     the re-tokenised response text instead, as the paper's code does; the two differ only for samples that are not
-    in their canonical tokenization.
+    in their canonical tokenization. `eos_at_budget=True` scores a response cut by the token budget as finished (the
+    guide's EOS appended), as the paper's code does; by default only a response that ended (EOS, stop) scores EOS.
     """
 
     def __init__(
@@ -188,9 +189,11 @@ class Guide:
         beta: float = 1.0,
         template: Template | None = None,
         retokenize: bool = False,
+        eos_at_budget: bool = False,
     ):
         require(beta > 0, f"guide beta must be > 0, got {beta}")
         self.tuned, self.untuned, self.beta, self.retokenize = tuned, untuned, beta, retokenize
+        self.eos_at_budget = eos_at_budget
         self.template = template or Template()
 
     def start(self, strong: HFModel | None, prompts: Sequence[str], new_tokens: int = 0) -> GuideState:
@@ -199,6 +202,11 @@ class Guide:
         `new_tokens` is the response budget in strong tokens, checked up front against the guide's context window
         (the guide's own count is checked at every update). Without a strong model the state reads text only."""
         return GuideState(self, strong, prompts, new_tokens)
+
+    def scores_eos(self, ended: bool, budget_spent: bool) -> bool:
+        """Whether a response's reward includes the guide's EOS: it ended (EOS or a stop string), or its budget is
+        spent and `eos_at_budget` treats that as an end."""
+        return ended or (budget_spent and self.eos_at_budget)
 
     def score_text(self, prompts: Sequence[str], responses: Sequence[str], finished: Sequence[bool]) -> list[float]:
         """Implicit reward of response texts, whoever wrote them, one per prompt."""

@@ -21,11 +21,12 @@ from pathlib import Path
 
 from harness.errors import UsageError
 
-IDENTITY_VERSION = 2
+IDENTITY_VERSION = 3
 CHANGES = {  # version -> what changed in what a cell's samples and scores depend on; bump with one line here
     1: "the first release",
     2: "responses decoded as they follow their prompt (SentencePiece models kept their leading space); content "
     "fingerprints of local models and data; gold models in float32 and named with their device",
+    3: "the paper's scoring choices as guide options (a response cut by the budget may score the guide's EOS)",
 }
 
 

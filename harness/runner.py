@@ -277,7 +277,10 @@ class Runner:
         specs = [self.study.specs[n] for n in names]
         tuned, untuned = (self.pool.get(s, keep=[*specs, *self.pool.loaded]) for s in specs)
         entry = self.study.config.guides[self.study.tasks[task].config.guide]
-        return Guide(tuned, untuned, entry.beta, self.study.guide_template(task), retokenize=entry.retokenize)
+        template = self.study.guide_template(task)
+        return Guide(
+            tuned, untuned, entry.beta, template, retokenize=entry.retokenize, eos_at_budget=entry.eos_at_budget
+        )
 
     def _scorers(self, cell: Cell, guide: Guide | None) -> list[Scorer]:
         """Gold first (for tasks that score each sample with one), then the guide's reward (the proxy) and the task's

@@ -151,14 +151,16 @@ class GuideReward:
     def identity(self) -> str:
         g = self.guide
         models = [f"{lm.name}:{fingerprint(lm.name)}:{lm.model.dtype}:{lm.device.type}" for lm in (g.tuned, g.untuned)]
-        return f"guide|{'|'.join(models)}|{g.beta}|{g.template}"
+        return f"guide|{'|'.join(models)}|{g.beta}|{g.template}|eos_at_budget={g.eos_at_budget}"
 
     def __call__(self, items: Sequence[Item]) -> list[float]:
         scores: list[float] = []
         for i in range(0, len(items), self.batch_size):
             batch = items[i : i + self.batch_size]
             scores += self.guide.score_text(
-                [it.prompt for it in batch], [it.response for it in batch], [it.finished for it in batch]
+                [it.prompt for it in batch],
+                [it.response for it in batch],
+                [self.guide.scores_eos(it.finished, budget_spent=True) for it in batch],
             )
         return scores
 

@@ -179,7 +179,8 @@ class ChunkBeamSearch:
         responses, reasons = self.rows.responses, self.rows.reasons
         scores = [0.0] * len(responses)
         if self.guide_state is not None:
-            self.rows.read(self.guide_state, [why is not None for why in reasons])
+            ended = [self.guide.scores_eos(why is not None, not budget_left) for why in reasons]
+            self.rows.read(self.guide_state, ended)
             self._charge_guide(self.rows.row_prompt)
             scores = self.guide_state.rewards()
         pools: dict[int, list[tuple[_Hypothesis, int | None]]] = {}

@@ -59,6 +59,12 @@ class GuideEntry:
     untuned: str = option(help="its untuned version (a name from `models`)")
     beta: float = option(1.0, "scale of the implicit reward; rankings do not depend on it")
     retokenize: bool = option(False, "score re-tokenised text even with a shared vocabulary, as the paper's code")
+    eos_at_budget: bool = option(
+        False,
+        "score a response cut by max_new_tokens with the guide's EOS appended, in the search (best-of-N, CBS's last "
+        "chunk) and in the reported guide score, as the paper's code does (true); false: only a response that ended "
+        "(EOS or a stop string) scores EOS",
+    )
 
 
 @dataclass

@@ -217,6 +217,7 @@ ROWS = [
     Row("run: infinite temperature", "run $config tasks.imdb.sample.temperature=.inf", "temperature must be > 0"),
     Row("run: guide beta not a number", "run $config guides.g.beta=.nan", "guides.g.beta must be a finite number"),
     Row("run: guide beta 0", "run $config guides.g.beta=0", "guides.g.beta must be a finite number > 0"),
+    Row("run: eos_at_budget not a bool", "run $config guides.g.eos_at_budget=sometimes", "eos_at_budget must be"),
     Row("run: gold batch size 0", "run $config tasks.imdb.gold_batch_size=0", "gold_batch_size must be >= 1"),
     Row("run: tldr format field", "run $config $tldr 'tasks.tldr.format=\"{foo}\"'", "not 'foo'"),
     Row("run: tldr ROUGE variant", "run $config $tldr tasks.tldr.rouge=[rougeX]", "rougeX"),

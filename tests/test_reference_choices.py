@@ -1,0 +1,77 @@
+"""The paper's reference code made choices this harness makes differently by default; each is a config value, and
+both behaviours of each are tested here."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import study_dict
+from reference import full_rescore, full_rescore_text, hf_generate
+
+from harness.guide import Guide
+from harness.methods import make_method
+from harness.runner import Runner
+from harness.scorers import GuideReward, Item
+from harness.store import read_samples
+from harness.study import Study
+from harness.types import SampleConfig
+
+SAMPLE = SampleConfig(max_new_tokens=12, temperature=0.7, top_k=50)
+
+
+def with_eos_at_budget(guide: Guide) -> Guide:
+    return Guide(guide.tuned, guide.untuned, guide.beta, guide.template, guide.retokenize, eos_at_budget=True)
+
+
+@pytest.mark.parametrize("eos_at_budget", [False, True])
+def test_best_of_n_ranks_truncated_candidates_with_or_without_the_guides_eos(zoo, requests, eos_at_budget):
+    """The strong model never ends early, so every candidate is cut by the budget: with `eos_at_budget` the guide
+    scores them as finished (its EOS appended), as the paper's code does."""
+    guide = with_eos_at_budget(zoo.guide) if eos_at_budget else zoo.guide
+    n, changed = 6, 0
+    outputs = make_method("bon", n=n).decode(zoo.strong, requests, SAMPLE, guide=guide)
+    for request, output in zip(requests, outputs, strict=True):
+        candidates = hf_generate(zoo.strong, request.prompt, request.seed, SAMPLE, n=n)
+        rewards = {
+            eos: [full_rescore(guide, zoo.strong, request.prompt, c, eos) for c in candidates] for eos in (False, True)
+        }
+        best = {eos: max(range(n), key=rewards[eos].__getitem__) for eos in (False, True)}
+        assert output.finish_reason == "length"
+        assert output.tokens == candidates[best[eos_at_budget]]
+        assert output.score == pytest.approx(rewards[eos_at_budget][best[eos_at_budget]], abs=1e-4)
+        changed += best[False] != best[True]
+    assert changed > 0  # the option changes some picks here, so the test tells the two behaviours apart
+
+
+@pytest.mark.parametrize("which", ["guide", "guide_other_vocab"])
+def test_cbs_last_chunk_scores_the_guides_eos_only_with_eos_at_budget(zoo, requests, which):
+    plain_guide = getattr(zoo, which)
+    cbs = make_method("cbs", width=2, successors=2, chunk_length=4)
+    for guide, eos in ((plain_guide, False), (with_eos_at_budget(plain_guide), True)):
+        outputs = cbs.decode(zoo.strong, requests[:4], SAMPLE, guide=guide)
+        items = [Item(r.prompt, o.text, finished=False) for r, o in zip(requests[:4], outputs, strict=True)]
+        for request, o, proxy in zip(requests[:4], outputs, GuideReward(guide)(items), strict=True):
+            assert o.finish_reason == "length" and len(o.trace) == 3
+            text_reward = full_rescore_text(guide, request.prompt, o.text, eos)
+            searched = (
+                text_reward
+                if which == "guide_other_vocab"
+                else full_rescore(guide, zoo.strong, request.prompt, o.tokens, eos)
+            )
+            assert o.score == pytest.approx(searched, abs=1e-4)
+            assert proxy == pytest.approx(text_reward, abs=1e-4)  # the reported proxy counts the EOS alike
+
+
+def test_eos_at_budget_is_a_guide_config_value_that_reaches_the_reported_score(zoo, gold_paths, data_dir):
+    raw = study_dict(zoo, gold_paths, data_dir) | {"seeds": [0], "limit": 2}
+    raw["tasks"].pop("tldr")
+    raw["models"]["strong"] = str(zoo.paths["strong"])  # never ends early: every response is cut by the budget
+    raw["methods"] = [{"bon": {"n": 2}}]
+    raw["guides"]["g"]["eos_at_budget"] = True
+    study = Study(raw)
+    Runner(study, progress=False).run()
+    (cell,) = study.cells()
+    guide = Guide(zoo.guide.tuned, zoo.guide.untuned)
+    for record in read_samples(cell.dir):
+        assert record["finish_reason"] == "length"
+        expected = full_rescore_text(guide, record["prompt"], record["response"], finished=True)
+        assert record["scores"]["guide"] == pytest.approx(expected, abs=1e-4)
