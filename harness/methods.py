@@ -93,6 +93,7 @@ class SearchMethod:
 
     name: ClassVar[str]
     needs_guide: ClassVar[bool] = True
+    branch_finished: bool = False  # a finished hypothesis takes one slot; CBS may choose the paper code's way
 
     def shape(self) -> tuple[int, int, int | None]:
         """(W, K, L); L=None is one chunk of the whole budget."""
@@ -116,7 +117,10 @@ class SearchMethod:
         guide = require_guide(self.name, guide) if self.needs_guide else None
         steering = self.steering(strong, guide)
         ranker = None if steering is not None else guide  # a steered decoder has already used the guide: no ranking
-        return ChunkBeamSearch(strong, requests, sample, self.shape(), ranker, template, steering).run()
+        search = ChunkBeamSearch(
+            strong, requests, sample, self.shape(), ranker, template, steering, self.branch_finished
+        )
+        return search.run()
 
 
 @dataclass(frozen=True)
@@ -126,6 +130,7 @@ class CBS(SearchMethod):
     width: int = 4
     successors: int = 4
     chunk_length: int | None = 5
+    branch_finished: bool = False  # True: a finished hypothesis branches K ways like an open one (the paper's code)
 
     name: ClassVar[str] = "cbs"
 
@@ -133,9 +138,14 @@ class CBS(SearchMethod):
         positive_int("cbs", "width (W)", self.width)
         positive_int("cbs", "successors (K)", self.successors)
         positive_int("cbs", "chunk_length (L)", self.chunk_length, allow_none=True)
+        require(
+            isinstance(self.branch_finished, bool),
+            f"cbs branch_finished must be true or false, got {self.branch_finished!r}",
+        )
 
     def label(self) -> str:
-        return f"cbs(W={self.width},K={self.successors},L={self.chunk_length or 'inf'})"
+        branch = ",branch_finished" if self.branch_finished else ""
+        return f"cbs(W={self.width},K={self.successors},L={self.chunk_length or 'inf'}{branch})"
 
     def shape(self) -> tuple[int, int, int | None]:
         return self.width, self.successors, self.chunk_length

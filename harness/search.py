@@ -125,7 +125,9 @@ class _Prompt:
 class ChunkBeamSearch:
     """One batched search over `requests`: the rows are the live hypotheses, grouped by prompt.
 
-    `shape` is (W, K, L); L=None is one chunk of the whole budget."""
+    `shape` is (W, K, L); L=None is one chunk of the whole budget. A finished hypothesis that is kept competes in
+    later rounds once; with `branch_finished` it is branched K ways like an open one, as the paper's code does, so
+    its copies compete K times and can fill several of the W slots."""
 
     def __init__(
         self,
@@ -136,8 +138,10 @@ class ChunkBeamSearch:
         guide: Guide | None,
         template: Template | None = None,
         steering: Steering | None = None,
+        branch_finished: bool = False,
     ):
         self.width, self.successors, chunk_length = shape
+        self.branch_finished = branch_finished
         require(guide is not None or self.width * self.successors == 1, "a search with W*K > 1 needs a guide")
         self.sample, self.guide = sample, guide
         self.chunk_length = chunk_length or sample.max_new_tokens
@@ -193,7 +197,8 @@ class ChunkBeamSearch:
             prompt = self.prompts[p]
             if self.guide is not None:
                 prompt.trace.append([h.score for h, _ in kept])
-            prompt.kept_finished = [h for h, _ in kept if h.reason is not None]
+            copies = self.successors if self.branch_finished else 1
+            prompt.kept_finished = [h for h, _ in kept if h.reason is not None for _ in range(copies)]
             growing = [r for h, r in kept if h.reason is None]
             if growing and budget_left:
                 next_rows += [r for r in growing for _ in range(self.successors)]

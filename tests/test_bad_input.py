@@ -211,6 +211,11 @@ ROWS = [
         "tasks.imdb.base.strong: directory './gone' does not exist"),
     Row("run: urial over the context", "run $config methods=[urial] tasks.imdb.sample.max_new_tokens=1000",
         "no in-context examples left"),
+    Row(
+        "run: branch_finished not a bool",
+        "run $config 'methods=[{cbs: {branch_finished: sometimes}}]'",
+        "cbs branch_finished must be true or false",
+    ),
     Row("run: unknown task", "run $config tasks.gsm8k.strong=[strong]", "unknown task 'gsm8k'"),
     Row("run: model names nothing", "run $config tasks.imdb.strong=[nope]", "names model 'nope'"),
     Row("run: only 'tuned', no cells", "run $config methods=[tuned] tasks.imdb.tuned.tuned=$tuned", "has no cells"),

@@ -75,3 +75,24 @@ def test_eos_at_budget_is_a_guide_config_value_that_reaches_the_reported_score(z
         assert record["finish_reason"] == "length"
         expected = full_rescore_text(guide, record["prompt"], record["response"], finished=True)
         assert record["scores"]["guide"] == pytest.approx(expected, abs=1e-4)
+
+
+@pytest.mark.parametrize("branch_finished", [False, True])
+def test_a_finished_hypothesis_takes_one_slot_unless_it_branches_like_the_papers_code(zoo, requests, branch_finished):
+    """By default a kept finished hypothesis competes once in later rounds; with `branch_finished` it is branched K
+    ways like an open one (the paper's code), so its copies can fill several of the W slots."""
+    sample = SampleConfig(max_new_tokens=30)
+    cbs = make_method("cbs", width=3, successors=3, chunk_length=3, branch_finished=branch_finished)
+    outputs = cbs.decode(zoo.strong_ending, requests, sample, guide=zoo.guide)
+    finished = [o for o in outputs if o.finish_reason == "eos"]
+    assert finished  # the case occurs
+    # the slots the chosen finished hypothesis holds, round after round (its score may tie with a twin sampled beside
+    # it, but only branching can make it hold more slots in a later round than in the one before)
+    grew = [
+        b.count(o.score) > a.count(o.score)
+        for o in finished
+        for a, b in zip(o.trace, o.trace[1:], strict=False)
+        if o.score in a
+    ]
+    assert any(grew) if branch_finished else not any(grew)
+    assert cbs.label().endswith(",branch_finished)" if branch_finished else "L=3)")
