@@ -64,7 +64,7 @@ def main() -> None:
                 next(x for x in study.cells() if (x.task, x.strong) == (task_name, strong_name))
             )
             for method in searches:
-                changed = total = 0
+                changed = total = cut = 0
                 for seed in study.config.seeds:
                     requests = [Request(e.id, e.prompt, request_seed(seed, e.id)) for e in examples]
                     outs = {}
@@ -75,6 +75,7 @@ def main() -> None:
                             batch = requests[i : i + study.config.batch_size]
                             outs[ref] += m.decode(strong, batch, sample, template=template, guide=g)
                     changed += sum(a.text != b.text for a, b in zip(outs[False], outs[True], strict=True))
+                    cut += sum(o.finish_reason == "length" for o in outs[False])
                     total += len(requests)
                 row = {
                     "task": task_name,
@@ -82,10 +83,14 @@ def main() -> None:
                     "method": method.label(),
                     "prompts": total,
                     "changed": changed,
+                    "cut_by_budget": cut,
                     "share": changed / total,
                 }
                 rows.append(row)
-                print(f"{task_name:6} {strong_name:10} {method.label():20} picks changed {changed:3}/{total}")
+                print(
+                    f"{task_name:6} {strong_name:10} {method.label():20} picks changed {changed:3}/{total} "
+                    f"(outputs cut by the budget: {cut})"
+                )
     changed, total = sum(r["changed"] for r in rows), sum(r["prompts"] for r in rows)
     by_method = {name: statistics.fmean(r["share"] for r in rows if r["method"].startswith(name)) for name in kinds}
     print(f"all: {changed}/{total} outputs changed ({changed / total:.1%})")

@@ -26,7 +26,8 @@ CHANGES = {  # version -> what changed in what a cell's samples and scores depen
     1: "the first release",
     2: "responses decoded as they follow their prompt (SentencePiece models kept their leading space); content "
     "fingerprints of local models and data; gold models in float32 and named with their device",
-    3: "the paper's scoring choices as guide options (a response cut by the budget may score the guide's EOS)",
+    3: "the reported guide score reads a stopped response through its stop string, as the search does; the paper "
+    "code's choices as options (guides' eos_at_budget, cbs branch_finished)",
 }
 
 

@@ -293,7 +293,7 @@ class Runner:
 
     def _records(self, cell: Cell, batch: list[Example], outputs: list[Output], scorers: list[Scorer]) -> list[dict]:
         items = [
-            Item(e.prompt, o.text, o.finish_reason != "length", e.reference)
+            Item(e.prompt, o.text, o.finish_reason != "length", e.reference, o.stop)
             for e, o in zip(batch, outputs, strict=True)
         ]
         if self._cache is None:
@@ -307,6 +307,7 @@ class Runner:
                 "prompt": e.prompt,
                 "response": o.text,
                 "finish_reason": o.finish_reason,
+                "stop": o.stop,
                 "tokens": len(o.tokens),
                 "compute": o.compute.as_dict(),
                 "trace": o.trace,

@@ -28,6 +28,7 @@ class Item:
     response: str
     finished: bool = True  # ended by EOS or a stop string (the guide then also scores its EOS)
     reference: str | None = None  # a human reference, for reference metrics
+    stop: str = ""  # the stop string that ended the response (cut from it); the guide reads through it
 
 
 class Scorer(Protocol):
@@ -159,7 +160,7 @@ class GuideReward:
             batch = items[i : i + self.batch_size]
             scores += self.guide.score_text(
                 [it.prompt for it in batch],
-                [it.response for it in batch],
+                [it.response + it.stop for it in batch],
                 [self.guide.scores_eos(it.finished, budget_spent=True) for it in batch],
             )
         return scores
@@ -205,7 +206,7 @@ class ScoreCache:
 
     @staticmethod
     def _key(scorer: Scorer, item: Item) -> str:
-        blob = json.dumps([scorer.identity, item.prompt, item.response, item.finished, item.reference])
+        blob = json.dumps([scorer.identity, item.prompt, item.response, item.stop, item.finished, item.reference])
         return hashlib.sha256(blob.encode()).hexdigest()
 
     def score(self, scorer: Scorer, items: Sequence[Item]) -> list[float]:

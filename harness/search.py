@@ -24,7 +24,7 @@ from harness.errors import require
 from harness.guide import Guide, GuideState
 from harness.rollout import Rollout, Steering, strong_only
 from harness.sampling import Sampler
-from harness.stopping import LENGTH, Stopper
+from harness.stopping import LENGTH, STOP, Stopper
 from harness.types import Compute, Output, Request, SampleConfig, Template
 
 if TYPE_CHECKING:
@@ -38,6 +38,7 @@ class Rows(Protocol):
     row_prompt: list[int]  # the prompt each row belongs to
     responses: list[Any]  # each row's response so far: strong token ids, or text
     reasons: list[str | None]  # why each row ended in the latest chunk ("eos", "stop"); None while it goes on
+    stops: list[str]  # the stop string that ended each row in the latest chunk, "" for every other row
 
     def start(self) -> None:
         """Read every prompt: one row per prompt."""
@@ -82,6 +83,17 @@ class TokenRows:
     responses = property(lambda self: self.rollout.row_tokens)
     reasons = property(lambda self: self.rollout.reasons)
 
+    @property
+    def stops(self) -> list[str]:
+        out = [""] * len(self.reasons)
+        ended = [r for r, why in enumerate(self.reasons) if why == STOP]
+        texts = self.stopper.texts(
+            [self.row_prompt[r] for r in ended], [self.responses[r] for r in ended], [STOP] * len(ended)
+        )
+        for r, (_, stop) in zip(ended, texts, strict=True):
+            out[r] = stop
+        return out
+
     def start(self) -> None:
         self.rollout.prefill(self.prompt_ids)
 
@@ -109,6 +121,7 @@ class _Hypothesis:
     response: Any  # token ids or text, as the rows hold it
     reason: str | None  # None while it may still grow
     score: float
+    stop: str = ""  # the stop string that ended it, which the guide read
 
 
 @dataclass
@@ -180,7 +193,7 @@ class ChunkBeamSearch:
 
     def _select(self, budget_left: bool) -> None:
         """Rank each prompt's candidates by guide reward, keep the best W, and branch the open ones K ways."""
-        responses, reasons = self.rows.responses, self.rows.reasons
+        responses, reasons, stops = self.rows.responses, self.rows.reasons, self.rows.stops
         scores = [0.0] * len(responses)
         if self.guide_state is not None:
             ended = [self.guide.scores_eos(why is not None, not budget_left) for why in reasons]
@@ -190,7 +203,7 @@ class ChunkBeamSearch:
         pools: dict[int, list[tuple[_Hypothesis, int | None]]] = {}
         for r, p in enumerate(self.rows.row_prompt):
             pools.setdefault(p, [(h, None) for h in self.prompts[p].kept_finished])
-            pools[p].append((_Hypothesis(responses[r], reasons[r], scores[r]), r))
+            pools[p].append((_Hypothesis(responses[r], reasons[r], scores[r], stops[r]), r))
         next_rows: list[int] = []
         for p, pool in pools.items():
             kept = sorted(pool, key=lambda c: -c[0].score)[: self.width]  # stable: earlier candidates win ties
@@ -220,6 +233,7 @@ class ChunkBeamSearch:
             text=text,
             tokens=tokens,
             finish_reason=reason,
+            stop=best.stop,
             score=best.score if self.guide is not None else None,
             compute=prompt.compute,
             trace=prompt.trace,

@@ -194,6 +194,7 @@ class Output:
     text: str
     tokens: list[int]  # strong-model tokens of the response, an ending EOS included
     finish_reason: str  # "eos", "stop" or "length"
+    stop: str = ""  # the stop string that ended it (cut from `text`; the guide reads through it), "" if none
     score: float | None = None  # guide implicit reward of the response, where the method computed it
     compute: Compute = field(default_factory=Compute)
     trace: list[list[float]] = field(default_factory=list)  # CBS: kept beams' scores at each chunk boundary
@@ -204,6 +205,7 @@ class Output:
             "text": self.text,
             "tokens": self.tokens,
             "finish_reason": self.finish_reason,
+            "stop": self.stop,
             "score": self.score,
             "compute": self.compute.as_dict(),
             "trace": self.trace,

@@ -96,3 +96,37 @@ def test_a_finished_hypothesis_takes_one_slot_unless_it_branches_like_the_papers
     ]
     assert any(grew) if branch_finished else not any(grew)
     assert cbs.label().endswith(",branch_finished)" if branch_finished else "L=3)")
+
+
+def test_the_reported_guide_score_reads_through_the_stop_string_as_the_search_did(zoo, requests):
+    """The search ranks a stopped response by its text through the stop string, then the guide's EOS (as the
+    paper's code does); the reported proxy is that same number, though the response's text stops short of it."""
+    guide, sample = zoo.guide_other_vocab, SampleConfig(max_new_tokens=30, stop=("e", "zz"))
+    outputs = make_method("cbs", width=2, successors=2, chunk_length=3).decode(
+        zoo.strong, requests, sample, guide=guide
+    )
+    stopped = [(r, o) for r, o in zip(requests, outputs, strict=True) if o.finish_reason == "stop"]
+    assert stopped and all(o.stop == "" for o in outputs if o.finish_reason != "stop")
+    items = [Item(r.prompt, o.text, finished=True, stop=o.stop) for r, o in stopped]
+    for (request, o), proxy in zip(stopped, GuideReward(guide)(items), strict=True):
+        assert o.stop == "e" and "e" not in o.text
+        assert o.score == pytest.approx(full_rescore_text(guide, request.prompt, o.text + "e", True), abs=1e-4)
+        assert proxy == pytest.approx(o.score, abs=1e-4)
+
+
+def test_a_runs_samples_record_the_stop_string_and_score_through_it(zoo, gold_paths, data_dir):
+    raw = study_dict(zoo, gold_paths, data_dir) | {"seeds": [0], "limit": 3}
+    raw["tasks"].pop("tldr")
+    raw["models"]["strong"] = str(zoo.paths["strong"])
+    raw["tasks"]["imdb"] |= {"guide": "g_b", "sample": {"max_new_tokens": 20, "stop": ["e"]}}
+    raw["methods"] = [{"cbs": {"width": 2, "successors": 2, "chunk_length": 3}}]
+    study = Study(raw)
+    Runner(study, progress=False).run()
+    records = read_samples(study.cells()[0].dir)
+    guide = Guide(zoo.guide_other_vocab.tuned, zoo.guide_other_vocab.untuned)  # g_b, beta 1
+    assert any(r["finish_reason"] == "stop" for r in records)
+    for r in records:
+        assert r["stop"] == ("e" if r["finish_reason"] == "stop" else "")
+        text, finished = r["response"] + r["stop"], r["finish_reason"] != "length"
+        expected = full_rescore_text(guide, r["prompt"], text, finished)
+        assert r["scores"]["guide"] == pytest.approx(expected, abs=1e-4)
