@@ -105,7 +105,8 @@ def urial_template(template: Template, examples: int = len(EXAMPLES)) -> FewShot
     if isinstance(template, FewShotTemplate):
         return template
     shots = tuple(exchange(q, a) for q, a in EXAMPLES[:examples])
-    return FewShotTemplate(f"{USER}\n{template.text}\n\n{ASSISTANT}\n", preamble=PREAMBLE, shots=shots)
+    text = f"{USER}\n{template.text}\n\n{ASSISTANT}\n"
+    return FewShotTemplate(text, special_tokens=template.special_tokens, preamble=PREAMBLE, shots=shots)
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,8 @@ CHANGES = {  # version -> what changed in what a cell's samples and scores depen
     2: "responses decoded as they follow their prompt (SentencePiece models kept their leading space); content "
     "fingerprints of local models and data; gold models in float32 and named with their device",
     3: "the reported guide score reads a stopped response through its stop string, as the search does; the paper "
-    "code's choices as options (guides' eos_at_budget, cbs branch_finished)",
+    "code's choices as options (guides' eos_at_budget, cbs branch_finished, models' system and "
+    "prompt_special_tokens)",
 }
 
 

@@ -48,6 +48,16 @@ class ModelEntry:
     trust_remote_code: bool = option(False, "run code shipped with the checkpoint")
     revision: str | None = option(None, "hub revision (branch, tag or commit)")
     chat: bool = option(False, "wrap prompts in the model's chat template")
+    system: str | None = option(
+        None,
+        'system message sent before each prompt in the chat template (chat: true): null sends none, "" an empty '
+        "one, as the paper's code does for Llama-2-chat, Llama-3-Instruct, zephyr and mistral-sft",
+    )
+    prompt_special_tokens: bool = option(
+        True,
+        "add the tokenizer's special tokens (BOS) to a prompt outside a chat template (chat: false); the paper's code "
+        "adds none (false)",
+    )
     chat_template: str | None = option(
         None, "chat template replacing the tokenizer's own: Jinja text, or the path of a file holding it"
     )
@@ -252,13 +262,16 @@ class Study:
         method shapes it (urial wraps it in its in-context prompt)."""
         if uses(cell.method, "guide_model"):
             return self.guide_template(cell.task)
-        template = Template(self.tasks[cell.task].config.template, chat=self.config.models[cell.strong].chat)
-        return strong_template(cell.method, template)
+        return strong_template(cell.method, self._template(self.tasks[cell.task].config.template, cell.strong))
 
     def guide_template(self, task: str) -> Template:
         config = self.tasks[task].config
-        tuned = self.config.guides[config.guide].tuned
-        return Template(config.guide_template, chat=self.config.models[tuned].chat)
+        return self._template(config.guide_template, self.config.guides[config.guide].tuned)
+
+    def _template(self, text: str, model: str) -> Template:
+        """A prompt template as model `model`'s entry renders it (chat, system message, special tokens)."""
+        m = self.config.models[model]
+        return Template(text, chat=m.chat, system=m.system, special_tokens=m.prompt_special_tokens)
 
     def resolved(self) -> dict:
         """The config after overrides and defaults, as plain data (what manifests record)."""
@@ -278,6 +291,11 @@ class Study:
             return self._api_spec(where, entry)
         require(entry.path is not None, f"{where}.path is required (a hub id or a local directory)")
         _check_path(entry.path, f"{where}.path")
+        require(
+            entry.system is None or entry.chat,
+            f"{where}.system is set but {where}.chat is false, so no chat template would send it; set chat: true or "
+            "drop system",
+        )
         chat_template = _chat_template(entry.chat_template, f"{where}.chat_template")
         try:
             return ModelSpec(

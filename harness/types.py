@@ -22,7 +22,8 @@ class Template:
 
     text: str = "{prompt}"
     chat: bool = False
-    system: str | None = None  # system message, chat templates only
+    system: str | None = None  # system message, chat templates only: None sends none, "" an empty one
+    special_tokens: bool = True  # whether a prompt outside a chat template gets the tokenizer's special tokens (BOS)
 
     def __post_init__(self) -> None:
         require("{prompt}" in self.text, f"template {self.text!r} has no {{prompt}} placeholder; add one")
@@ -30,8 +31,8 @@ class Template:
     @property
     def adds_special_tokens(self) -> bool:
         """Whether the tokenizer adds its special tokens (BOS) to the rendered text: not where a chat template wrote
-        them."""
-        return not self.chat
+        them, nor where `special_tokens` is off (the paper's code tokenises every prompt without them)."""
+        return self.special_tokens and not self.chat
 
     def render(self, tokenizer: PreTrainedTokenizerBase, prompt: str) -> str:
         body = self.text.replace("{prompt}", prompt)  # not str.format: prompts and templates may contain braces
@@ -44,7 +45,7 @@ class Template:
         )
         from jinja2 import TemplateError
 
-        system = [{"role": "system", "content": self.system}] if self.system else []
+        system = [{"role": "system", "content": self.system}] if self.system is not None else []
         try:
             return tokenizer.apply_chat_template(
                 [*system, {"role": "user", "content": body}], add_generation_prompt=True, tokenize=False

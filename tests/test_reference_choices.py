@@ -3,17 +3,21 @@ both behaviours of each are tested here."""
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 from conftest import study_dict
-from reference import full_rescore, full_rescore_text, hf_generate
+from reference import full_rescore, full_rescore_text, hf_generate, sum_logprobs
+from test_alpacaeval import chat_study
 
-from harness.guide import Guide
+from harness.backends.hf import HFModel
+from harness.guide import Guide, common_prefix
 from harness.methods import make_method
 from harness.runner import Runner
 from harness.scorers import GuideReward, Item
 from harness.store import read_samples
 from harness.study import Study
-from harness.types import SampleConfig
+from harness.types import SampleConfig, Template
 
 SAMPLE = SampleConfig(max_new_tokens=12, temperature=0.7, top_k=50)
 
@@ -130,3 +134,52 @@ def test_a_runs_samples_record_the_stop_string_and_score_through_it(zoo, gold_pa
         text, finished = r["response"] + r["stop"], r["finish_reason"] != "length"
         expected = full_rescore_text(guide, r["prompt"], text, finished)
         assert r["scores"]["guide"] == pytest.approx(expected, abs=1e-4)
+
+
+@pytest.mark.parametrize("special_tokens", [True, False])
+def test_a_non_chat_prompt_gets_bos_unless_prompt_special_tokens_is_off(llama_zoo, special_tokens):
+    """A Llama-style tokenizer adds BOS to a prompt; the paper's code tokenises every prompt without special tokens.
+    The strong model's prompt and the guide's re-tokenised prompt + response follow the template alike."""
+    strong, tokenizer = llama_zoo.strong, llama_zoo.strong.tokenizer
+    template = Template("Review: {prompt}", special_tokens=special_tokens)
+    ids = strong.encode_prompt(template, "The film was")
+    assert ids == tokenizer("Review: The film was", add_special_tokens=special_tokens)["input_ids"]
+    assert (ids[0] == tokenizer.bos_token_id) == special_tokens
+    g = llama_zoo.guide
+    guide = Guide(g.tuned, g.untuned, template=template, retokenize=True)
+    score = guide.score_text(["The film was"], [" good and slow"], [True])[0]
+
+    def logp(lm) -> float:
+        prompt = tokenizer("Review: The film was", add_special_tokens=special_tokens)["input_ids"]
+        ids = tokenizer("Review: The film was good and slow", add_special_tokens=special_tokens)["input_ids"]
+        return sum_logprobs(lm, [*ids, tokenizer.eos_token_id], common_prefix(prompt, ids))
+
+    assert score == pytest.approx(logp(g.tuned) - logp(g.untuned), abs=3e-5)
+
+
+@pytest.mark.parametrize("system", [None, "", "Be brief."])
+def test_a_chat_prompt_sends_the_configured_system_message_even_an_empty_one(chat_paths, tmp_path, system):
+    """The paper's code sends an empty system message to Llama-2-chat, Llama-3, zephyr and mistral-sft (a chat
+    template renders it as an empty turn); null sends none."""
+    raw = chat_study(chat_paths, tmp_path)
+    for name in ("strong", "tuned"):
+        raw["models"][name]["system"] = system
+    study = Study(raw)
+    cell = study.cells()[0]
+    tokenizer = HFModel.load(study.specs["strong"]).tokenizer
+    turn = "" if system is None else f"<|system|>\n{system}{tokenizer.eos_token}\n"
+    expected = f"{turn}<|user|>\nSay a.{tokenizer.eos_token}\n<|assistant|>\n"
+    for template in (study.cell_template(cell), study.guide_template(cell.task)):
+        assert template.system == system and template.render(tokenizer, "Say a.") == expected
+    assert study.identity(cell)["template"]["system"] == system  # part of what samples depend on
+
+
+def test_prompt_options_reach_the_templates_and_the_identity(zoo, gold_paths, data_dir):
+    raw = study_dict(zoo, gold_paths, data_dir)
+    before = Study(copy.deepcopy(raw))
+    raw["models"]["strong"] = {"path": raw["models"]["strong"], "prompt_special_tokens": False}
+    after = Study(raw)
+    cell = after.cells()[0]
+    assert before.cell_template(cell).special_tokens and not after.cell_template(cell).special_tokens
+    assert after.guide_template(cell.task).special_tokens  # the guide's own models keep theirs
+    assert before.identity(cell)["template"] != after.identity(cell)["template"]

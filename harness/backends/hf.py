@@ -109,7 +109,7 @@ def encode_prompt(
     prompt: str,
     new_tokens: int = 0,
 ) -> list[int]:
-    """Token ids of a rendered prompt; special tokens (BOS) are added unless the chat template wrote them.
+    """Token ids of a rendered prompt; special tokens (BOS) are added as the template says (`adds_special_tokens`).
 
     The first of the template's renderings that leaves room for `new_tokens` in the context is used (an in-context
     template drops examples from the end until one fits). Refuses a prompt that renders to nothing, or whose
