@@ -225,7 +225,7 @@ ROWS = [
     Row("run: eos_at_budget not a bool", "run $config guides.g.eos_at_budget=sometimes", "eos_at_budget must be"),
     Row("run: system without chat", "run $config 'models.strong.system=\"\"'", "models.strong.system is set but"),
     Row("run: system not text", "run $config models.strong.system=[a]", "models.strong.system must be"),
-    Row("run: special tokens not a bool", "run $config models.strong.prompt_special_tokens=no_", "prompt_special_tokens"),
+    Row("run: special tokens not a bool", "run $config models.strong.prompt_special_tokens=no_", "must be true or"),
     Row("run: gold batch size 0", "run $config tasks.imdb.gold_batch_size=0", "gold_batch_size must be >= 1"),
     Row("run: tldr format field", "run $config $tldr 'tasks.tldr.format=\"{foo}\"'", "not 'foo'"),
     Row("run: tldr ROUGE variant", "run $config $tldr tasks.tldr.rouge=[rougeX]", "rougeX"),
