@@ -23,12 +23,50 @@ DEVICE_MAP_STRATEGIES = ("auto", "balanced", "balanced_low_0", "sequential")  # 
 def check_output_dir(path: Path | str, what: str, fix: str) -> None:
     """`path` is a writable directory or can be created as one; nothing is created. `fix` says how to give another."""
     path = Path(path).expanduser()
-    existing = next(p for p in (path, *path.parents) if p.exists())  # the root always exists
-    if existing == path:
+    where = next(p for p in (path, *path.parents) if p.exists())  # the root always exists
+    if where == path:
         require(path.is_dir(), f"{what} {str(path)!r} is a file, not a directory; {fix}")
     else:
-        require(existing.is_dir(), f"{what} {str(path)!r} cannot be created: {str(existing)!r} is a file; {fix}")
-    require(os.access(existing, os.W_OK | os.X_OK), f"{what} {str(path)!r} is not writable ({existing}); {fix}")
+        require(where.is_dir(), f"{what} {str(path)!r} cannot be created: {str(where)!r} is a file; {fix}")
+    require(os.access(where, os.W_OK | os.X_OK), f"{what} {str(path)!r} is not writable ({where}); {fix}")
+
+
+MOUNTS = Path("/proc/mounts")  # the kernel's mount table (Linux); elsewhere no filesystem is known to be remote
+NETWORK_FILESYSTEMS = frozenset(
+    "nfs nfs4 cifs smb3 smbfs ncpfs afs 9p ceph lustre gpfs beegfs glusterfs davfs "
+    "fuse.sshfs fuse.glusterfs fuse.ceph fuse.cephfs fuse.s3fs fuse.gcsfuse fuse.rclone fuse.juicefs".split()
+)
+
+
+def filesystem_type(path: Path | str, mounts: Path | None = None) -> str | None:
+    """The type of the filesystem holding `path`, or that it would be created on: the deepest mount point above it in
+    the mount table. None where there is no table to read."""
+    try:
+        table = (mounts or MOUNTS).read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return None
+    where = Path(path).expanduser().resolve()  # symlinks followed as far as the path exists
+    best, kind = -1, None
+    for line in table:
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        point = Path(fields[1].replace("\\040", " ").replace("\\011", "\t").replace("\\134", "\\"))
+        if (point == where or point in where.parents) and len(point.parts) >= best:  # deepest; later shadows
+            best, kind = len(point.parts), fields[2]
+    return kind
+
+
+def check_local_output(out: Path, shard: str, mounts: Path | None = None) -> None:
+    """Shards share `out`: its SQLite score cache (WAL mode) and the cells' `flock` locks are safe between processes
+    of one machine only, and not at all on a network filesystem, so sharding onto one is refused."""
+    kind = filesystem_type(out, mounts)
+    require(
+        kind not in NETWORK_FILESYSTEMS,
+        f"--shard {shard} with out {str(out)!r} on a network filesystem ({kind}) is refused: its score cache and cell "
+        "locks are not safe there; give each machine an `out` on its local disk and copy the cell directories into "
+        "one directory when they are done (w2s report reads them there)",
+    )
 
 
 def make_output_dir(path: Path | str, what: str, fix: str) -> Path:

@@ -41,6 +41,10 @@ def run(args: argparse.Namespace) -> int:
     grid = study.cells()
     cells = grid[index::count]
     require(cells, f"--shard {args.shard} selects no cells: the study has {len(grid)}; use at most {len(grid)} shards")
+    if count > 1:
+        from harness.preflight import check_local_output
+
+        check_local_output(study.out, args.shard)
     from harness.commands import quiet_transformers
     from harness.runner import Runner
 
