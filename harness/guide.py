@@ -34,6 +34,7 @@ class _Row:
     The newest token `ids[-1]` is held back, out of the cache: the next forward pass starts with it, so its logits
     score the first new token. `cols[i]` is the cache column of `ids[i]` for every token but that one. `lps[i]` is
     log p(ids[i] | ids[:i]), or None for a prompt token (never scored) and for the first token (nothing precedes it).
+    Every change goes through `read` or `rewind`, which check these invariants.
     """
 
     prompt: list[int]  # the rendered prompt's tokens
@@ -42,15 +43,39 @@ class _Row:
     cols: list[int]
     lps: list[float | None]
 
-    def check(self) -> None:
-        assert len(self.cols) == len(self.ids) - 1 and len(self.lps) == len(self.ids) >= 1, "row bookkeeping broke"
+    @classmethod
+    def prefilled(cls, prompt: list[int], prompt_text: str, first_col: int) -> _Row:
+        """A row whose prompt, all but its last token, sits in the cache from column `first_col` on."""
+        row = cls(
+            prompt, prompt_text, list(prompt), list(range(first_col, first_col + len(prompt) - 1)), [None] * len(prompt)
+        )
+        row._check()
+        return row
+
+    def _check(self) -> None:
+        """Aligned lists, the first token unscored, and every token past the prompt read (re-tokenising can make a
+        prompt token a response token, never the other way round)."""
+        assert len(self.cols) == len(self.ids) - 1 and len(self.lps) == len(self.ids) >= 1, "row lists out of step"
+        assert self.lps[0] is None, "the first token has nothing before it to score it"
+        assert None not in self.lps[self.response_start() :], "a response token was never read"
+
+    def response_start(self) -> int:
+        """Where the response begins in `ids`: past the prompt tokens it shares, and never at the first token."""
+        return max(common_prefix(self.prompt, self.ids), 1)
 
     def logp(self) -> float:
         """log p(response | prompt): the tokens past the prompt. Re-tokenising may merge the response into the prompt's
         last tokens, even its only one; the first token is never scored, as in the paper's scorer."""
-        scored = self.lps[max(common_prefix(self.prompt, self.ids), 1) :]
-        assert None not in scored, "a response token was never read"
-        return math.fsum(scored)
+        return math.fsum(self.lps[self.response_start() :])
+
+    def read(self, tokens: list[int], lps: list[float], first_col: int) -> None:
+        """Append `tokens` and their log-probs; the held-back token and all new ones but the last took the cache
+        columns from `first_col` on, past every column the row holds (the cache grows in reading order)."""
+        assert not self.cols or first_col > self.cols[-1], "cache columns out of order"
+        self.cols.extend(range(first_col, first_col + len(tokens)))
+        self.ids.extend(tokens)
+        self.lps.extend(lps)
+        self._check()
 
     def rewind(self, sequence: list[int]) -> list[int]:
         """Keep only the tokens shared with `sequence`, the last of them held back; returns the cache columns to mask.
@@ -82,9 +107,7 @@ class _Stream:
         self.kv.extend(ids, valid)
         width = self.kv.mask.shape[1]
         self.rows = [
-            _Row(
-                p, template.render(lm.tokenizer, text), list(p), list(range(width - len(p) + 1, width)), [None] * len(p)
-            )
+            _Row.prefilled(p, template.render(lm.tokenizer, text), width - len(p) + 1)
             for p, text in zip(prompt_ids, prompts, strict=True)
         ]
         self.step = Step([len(p) - 1 for p in prompt_ids], 1 if ids.shape[1] else 0)
@@ -110,10 +133,7 @@ class _Stream:
         new = [sequence[len(row.ids) :] for row, sequence in zip(self.rows, sequences, strict=True)]
         width = self.kv.mask.shape[1]
         for row, tokens, lps in zip(self.rows, new, self._read(new), strict=True):
-            row.cols.extend(range(width, width + len(tokens)))
-            row.ids.extend(tokens)
-            row.lps.extend(lps)
-            row.check()
+            row.read(tokens, lps, width)
 
     def _read(self, new: list[list[int]]) -> list[list[float]]:
         """Feed each row its held-back token and all new ones but the last; return the new tokens' log-probs."""

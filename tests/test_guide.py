@@ -8,7 +8,7 @@ import pytest
 from reference import full_rescore, random_response, response_text
 
 from harness.backends.hf import KVRows
-from harness.guide import Guide, GuideState
+from harness.guide import Guide, GuideState, _Row
 
 
 def update(state: GuideState, strong, prompts: list[str], responses: list[list[int]], finished: list[bool]) -> None:
@@ -81,3 +81,18 @@ def test_guide_reads_each_token_once_when_vocabularies_match(zoo):
     prompt_lengths = [len(zoo.strong.tokenizer(p)["input_ids"]) for p in prompts]
     assert prefill == [2 * (n - 1) for n in prompt_lengths]  # both models, the last prompt token held back
     assert read == [2 * 12, 2 * 12]
+
+
+def test_a_rows_bookkeeping_checks_its_invariants():
+    """The re-tokenised stream's per-row state refuses to drift: lists in step, columns in reading order, every
+    response token read."""
+    row = _Row.prefilled([5, 6, 7], "a b c", first_col=2)  # 5 and 6 in columns 2, 3; 7 held back
+    row.read([8, 9], [-1.0, -2.0], first_col=4)
+    assert (row.ids, row.cols, row.logp()) == ([5, 6, 7, 8, 9], [2, 3, 4, 5], -3.0)
+    assert row.rewind([5, 6, 10]) == [3, 4, 5] and (row.ids, row.cols) == ([5, 6], [2])
+    row.read([10], [-0.5], first_col=6)  # the prompt's last token merged into the response: it is scored now
+    assert row.response_start() == 2 and row.logp() == -0.5
+    with pytest.raises(AssertionError, match="out of order"):
+        row.copy().read([11], [-1.0], first_col=5)
+    with pytest.raises(AssertionError, match="never read"):
+        row.copy().read([11], [None], first_col=7)
