@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
+from harness.configs import option
 from harness.errors import UsageError, require
 
 if TYPE_CHECKING:
@@ -127,10 +128,14 @@ class SearchMethod:
 class CBS(SearchMethod):
     """Chunk-level beam search: W hypotheses, K successors each, chunks of L tokens (None: the whole budget)."""
 
-    width: int = 4
-    successors: int = 4
-    chunk_length: int | None = 5
-    branch_finished: bool = False  # True: a finished hypothesis branches K ways like an open one (the paper's code)
+    width: int = option(4, "W: hypotheses kept per prompt")
+    successors: int = option(4, "K: chunks sampled from each kept hypothesis")
+    chunk_length: int | None = option(5, "L: tokens per chunk; null: one chunk of the whole budget")
+    branch_finished: bool = option(
+        False,
+        "a finished hypothesis branches K ways like an open one, so its copies can fill several of the W slots, as "
+        "the paper's code does (true); false: it holds one slot",
+    )
 
     name: ClassVar[str] = "cbs"
 

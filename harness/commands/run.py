@@ -122,9 +122,14 @@ def explain() -> str:
         parts += ["", f"# judges.<name> with kind: {kind}", *describe(cls)]
     for name in TASKS:
         parts += ["", f"# tasks.{name}", *describe(task_class(name).Config)]
+    from harness.methods import CBS
+
     parts += [
         "",
-        "# methods: plain | bon: {n} | cbs: {width, successors, chunk_length} | eft: {beta} | tuned | guide",
+        "# methods: plain | bon: {n} | cbs: {...} | eft: {beta} | tuned | guide",
         "#          | urial: {examples, width, successors, chunk_length}",
+        "",
+        "# methods: cbs",
+        *describe(CBS),
     ]
     return "\n".join(parts)
