@@ -166,4 +166,7 @@ class Urial(SearchMethod):
         stop = (*sample.stop, *(s for s in STOP if s not in sample.stop))
         sample = dataclasses.replace(sample, stop=stop)
         outputs = super().decode(strong, requests, sample, template=self.prompt(template or Template()), guide=guide)
-        return [dataclasses.replace(o, text=o.text.rstrip()) for o in outputs]
+        # the trimmed whitespace joins the stop string, so the reported guide score still reads what the search read
+        return [
+            dataclasses.replace(o, text=o.text.rstrip(), stop=o.text[len(o.text.rstrip()) :] + o.stop) for o in outputs
+        ]

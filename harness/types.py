@@ -195,7 +195,7 @@ class Output:
     text: str
     tokens: list[int]  # strong-model tokens of the response, an ending EOS included
     finish_reason: str  # "eos", "stop" or "length"
-    stop: str = ""  # the stop string that ended it (cut from `text`; the guide reads through it), "" if none
+    stop: str = ""  # what the guide read past `text`: the stop string that ended it (and whitespace trimmed before)
     score: float | None = None  # guide implicit reward of the response, where the method computed it
     compute: Compute = field(default_factory=Compute)
     trace: list[list[float]] = field(default_factory=list)  # CBS: kept beams' scores at each chunk boundary

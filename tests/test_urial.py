@@ -54,6 +54,8 @@ def test_examples_never_leak_into_responses(marker_model):
         assert output.finish_reason == "stop"
         cut = min(i for s in STOP if (i := raw.find(s)) >= 0)  # the model did write a header...
         assert output.text == raw[:cut].rstrip()  # ...and the response stops before it, trailing whitespace cut
+        stop = next(s for s in STOP if raw.startswith(s, cut))
+        assert output.text + output.stop == raw[:cut] + stop  # the guide reads what the search read
         assert not any(s in output.text for s in STOP)
         assert PREAMBLE[:40] not in output.text and not any(a[:40] in output.text for _, a in EXAMPLES)
 
