@@ -276,6 +276,7 @@ def test_a_study_generates_then_judges_each_cell_and_resumes(server, chat_paths,
     assert "judge api (judge-model), not comparable with the leaderboard" in out and "judge rm (" in out
     code, out, err = w2s(capsys, "run", str(config), "--no-progress")
     assert code == 0, err
+    assert out.strip().endswith(f"next: w2s leaderboard {tmp_path / 'runs'}")
     cells = sorted(p.parent for p in (tmp_path / "runs").rglob("model_outputs.json"))
     assert [c.relative_to(tmp_path / "runs").as_posix() for c in cells] == [
         "ae/strong/bon-N2/seed-0",

@@ -57,7 +57,9 @@ def run(args: argparse.Namespace) -> int:
         return 0
     runner.run(cells)
     if runner.ranks.main:
-        print(f"{len(cells)} cells complete under {study.out}; next: w2s report {study.out}")
+        judged = any(study.task_judges(task) for task in {c.task for c in cells})
+        after = f"w2s leaderboard {study.out}" if judged else f"w2s report {study.out}"
+        print(f"{len(cells)} cells complete under {study.out}; next: {after}")
     return 0
 
 
