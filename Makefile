@@ -25,6 +25,7 @@ test-slow:
 
 bench:
 	$(BIN)/python benchmarks/engine.py
+	$(BIN)/python benchmarks/api.py
 
 lint:
 	$(BIN)/ruff check .

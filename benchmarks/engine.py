@@ -2,7 +2,8 @@
 
 GPT-2-shaped models built here (strong 8 layers x 512, guides 2 x 256, byte-level BPE vocabulary of 8k, fp32,
 random weights with EOS suppressed so every method generates its whole budget), 8 prompts of 8 tokens, torch
-threads = cores. Prints medians over repetitions; the last line is one JSON object.
+threads = cores. Prints medians over repetitions; the last line is one JSON object. Where CUDA is available it
+then also times the GPU path (benchmarks/gpu.py: a gpt2-large-shaped strong model in bf16, 64 prompts).
 
     python benchmarks/engine.py [--reps 3]
 """
@@ -109,6 +110,10 @@ def main() -> None:
         print(f"W,K,L={w},{k},{length}, {new} new tokens, {w * k} sequences per prompt: "
               f"cbs {cbs_s:.2f}s  generate {plain_s:.2f}s  naive cbs {naive_s:.2f}s  "
               f"cbs/generate {cbs_s / plain_s:.2f}  naive/cbs {naive_s / cbs_s:.2f}")  # fmt: skip
+    if torch.cuda.is_available():  # the GPU path: a gpt2-large-shaped strong model in bf16 (benchmarks/gpu.py)
+        from gpu import large
+
+        result |= large("cuda", "36x1280", "12x768", 64, args.reps, tokenizer)
     print(json.dumps(result))
 
 
