@@ -296,6 +296,9 @@ class RewardModelJudge:
 
     @property
     def identity(self) -> dict:
+        from harness.backends.hf import default_device
+        from harness.scorers import torch_device_type
+
         c = self.config
         return {
             "name": self.name,
@@ -304,6 +307,7 @@ class RewardModelJudge:
             "revision": c.revision,
             "fingerprint": fingerprint(c.path),
             "dtype": c.dtype,
+            "device": torch_device_type(self.spec.device or default_device()),  # numbers differ between kinds
             "template": c.template,
             "labels": [c.positive_label, c.negative_label],
             "comparable_to_leaderboard": False,

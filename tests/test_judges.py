@@ -16,7 +16,7 @@ from conftest import shared, w2s
 from judge_server import JudgeServer, expected_preference
 from loopback import FaultProxy, free_port
 
-from harness.alpaca import LCFiles
+from harness.alpaca import LCFiles, import_alpaca_eval
 from harness.errors import UsageError
 from harness.judges import make_judge
 from harness.judging import judge_cell, label
@@ -64,9 +64,17 @@ def files_holding(root: Path, text: str) -> list[Path]:
     return [p for p in root.rglob("*") if p.is_file() and text.encode() in p.read_bytes()]
 
 
+def package_files() -> dict[str, float]:
+    """Every file of the installed alpaca_eval package with its modification time."""
+    root = Path(import_alpaca_eval().__file__).parent
+    return {str(p): p.stat().st_mtime for p in root.rglob("*") if "__pycache__" not in p.parts}
+
+
 def test_the_annotator_asks_in_the_openai_wire_format_and_parses_logprobs(server, tmp_path, lc_files, capsys):
     cell, references = finished_cell(tmp_path, 6)
+    before = package_files()
     result = judge_cell(cell, api_judge(server.base_url), references, lc_files, progress=False)
+    assert package_files() == before  # nothing cached inside site-packages
     requests = server.completions()
     assert len(requests) == 6
     for request in requests:
