@@ -8,7 +8,12 @@ BIN := $(VENV)/bin
 TORCH_VERSION ?= 2.13.0
 TORCH_INDEX ?=
 
-.PHONY: setup test test-slow bench lint clean
+# `make reproduce-fig3`: the paper's Figure 3 from one recipe (configs/fig3-$(PRESET).yaml): mini (offline, on a CPU)
+# or paper (the paper's models by hub id, for a GPU machine). ARGS=--dry-run prints every step and cell.
+PRESET ?= mini
+ARGS ?=
+
+.PHONY: setup test test-slow bench lint clean reproduce-fig3 mini-zoo
 
 setup:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "error: Python >= 3.11 is required (set PYTHON=python3.11)")'
@@ -22,6 +27,12 @@ test:
 
 test-slow:
 	$(BIN)/python -m pytest -q -m slow
+
+reproduce-fig3:
+	$(BIN)/w2s reproduce configs/fig3-$(PRESET).yaml $(ARGS)
+
+mini-zoo:
+	$(BIN)/w2s reproduce configs/fig3-mini.yaml --zoo-only
 
 bench:
 	$(BIN)/python benchmarks/engine.py

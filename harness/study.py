@@ -131,8 +131,10 @@ def slug(label: str) -> str:
 class Study:
     """A validated study: its tasks, methods and cells, and what each cell depends on."""
 
-    def __init__(self, raw: dict):
+    def __init__(self, raw: dict, check_files: bool = True):
+        """`check_files=False` checks the config alone, for plans of models not built yet (w2s reproduce --dry-run)."""
         self.raw = raw
+        self.check_files = check_files
         models = raw.get("models")
         if isinstance(models, dict):  # `name: path` is shorthand for `name: {path: path}`
             raw["models"] = {k: {"path": v} if isinstance(v, str) else v for k, v in models.items()}
@@ -290,7 +292,7 @@ class Study:
         if entry.backend == "openai":
             return self._api_spec(where, entry)
         require(entry.path is not None, f"{where}.path is required (a hub id or a local directory)")
-        _check_path(entry.path, f"{where}.path")
+        self._check_path(entry.path, f"{where}.path")
         require(
             entry.system is None or entry.chat,
             f"{where}.system is set but {where}.chat is false, so no chat template would send it; set chat: true or "
@@ -335,6 +337,12 @@ class Study:
             return ModelSpec(path, self.config.dtype, self.config.device)
         return ModelSpec(path, s.dtype, s.device, s.device_map, s.trust_remote_code, chat_template=s.chat_template)
 
+    def _check_path(self, path: str, where: str) -> None:
+        """A model path that looks local must exist (hub ids, and what a directory holds, are checked before the run
+        loads anything: Runner.preflight)."""
+        local = local_dir(path)
+        require(not self.check_files or local is None or local.is_dir(), f"{where}: directory {path!r} does not exist")
+
     def _model(self, name: str, where: str) -> str:
         require(name in self.config.models, f"{where} names model {name!r}, which `models` does not define")
         return name
@@ -377,7 +385,7 @@ class Study:
         for key in ("tuned", "base"):
             for strong, path in getattr(config, key).items():
                 self._model(strong, f"{where}.{key}")
-                _check_path(path, f"{where}.{key}.{strong}")
+                self._check_path(path, f"{where}.{key}.{strong}")
         if config.guide is not None:
             require(config.guide in self.config.guides, f"{where}.guide names {config.guide!r}, which `guides` lacks")
         judges = getattr(config, "judges", [])
@@ -401,11 +409,11 @@ class Study:
             config.sample.build()
         except UsageError as err:
             raise UsageError(f"{where}.sample: {err}") from None
-        if is_local(config.data):
+        if is_local(config.data) and self.check_files:
             data = Path(config.data).expanduser()
             require(not data.is_dir(), f"{where}.data {config.data!r} is a directory; give the data file in it")
             require(data.is_file(), f"{where}.data file {config.data!r} does not exist")
-        _check_path(config.gold, f"{where}.gold")
+        self._check_path(config.gold, f"{where}.gold")
         require(config.gold_batch_size >= 1, f"{where}.gold_batch_size must be >= 1, got {config.gold_batch_size}")
         require(
             config.gold_dtype in DTYPE_NAMES,
@@ -437,13 +445,6 @@ def _chat_template(value: str | None, where: str) -> str | None:
         return path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
         raise UsageError(f"{where}: cannot read {value!r} ({err})") from None
-
-
-def _check_path(path: str, where: str) -> None:
-    """A model path that looks local must exist (hub ids, and what a directory holds, are checked before the run
-    loads anything: Runner.preflight)."""
-    local = local_dir(path)
-    require(local is None or local.is_dir(), f"{where}: directory {path!r} does not exist")
 
 
 def apply_override(raw: dict, item: str) -> None:

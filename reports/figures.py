@@ -97,27 +97,42 @@ def _interval(stat: dict) -> tuple[float, float]:
     return stat["mean"] - stat["ci_low"], stat["ci_high"] - stat["mean"]
 
 
+GUIDE = "guide"  # the guide's tuned model sampled alone: a reference line, not a strong model
+
+
 @_styled
-def fig3(study: Study, task: str, styles: dict[str, dict]) -> Figure:
-    """Gold reward (mean and 95% CI over prompts, seeds pooled per prompt) per strong model, a series per method."""
-    strongs, labels = study.strongs(task), study.labels(task)
-    fig, (ax,) = _panels(1)
-    dodge = 0.5 / len(labels)
-    for j, label in enumerate(labels):
-        points = [(i, pooled(study.group(task, s, label), "gold")) for i, s in enumerate(strongs)]
-        points = [(i, stat) for i, stat in points if stat["mean"] is not None]
-        if not points:
-            continue
-        xs = [i + (j - (len(labels) - 1) / 2) * dodge for i, _ in points]
-        ys = [stat["mean"] for _, stat in points]
-        yerr = np.array([_interval(stat) for _, stat in points]).T
-        ax.errorbar(xs, ys, yerr=yerr, label=label, markersize=4, linewidth=1, capsize=2, **styles[label])
-    ax.set_xticks(range(len(strongs)), strongs, rotation=20 if len(strongs) > 3 else 0)
-    ax.set_xlim(-0.5, len(strongs) - 0.5)
-    ax.set_xlabel("strong model")
-    ax.set_ylabel(GOLD)
-    ax.set_title(f"{task}: {GOLD} (mean, 95% CI)")
-    _legend(fig, [ax], labels)
+def fig3(study: Study, tasks: list[str], styles: dict[str, dict]) -> Figure:
+    """The paper's Figure 3, a panel per task: gold reward (mean and 95% CI over prompts, seeds pooled per prompt)
+    per strong model, a series per method, and the tuned guide sampled alone as a dashed line with its CI shaded."""
+    fig, axes = _panels(len(tasks))
+    order: list[str] = []
+    for ax, task in zip(axes, tasks, strict=True):
+        strongs, labels = study.strong_models(task), study.labels(task)
+        series = [label for label in labels if study.family(label) != GUIDE]
+        order += [label for label in labels if label not in order]
+        dodge = 0.5 / max(len(series), 1)
+        for j, label in enumerate(series):
+            points = [(i, pooled(study.group(task, s, label), "gold")) for i, s in enumerate(strongs)]
+            points = [(i, stat) for i, stat in points if stat["mean"] is not None]
+            if not points:
+                continue
+            xs = [i + (j - (len(series) - 1) / 2) * dodge for i, _ in points]
+            ys = [stat["mean"] for _, stat in points]
+            yerr = np.array([_interval(stat) for _, stat in points]).T
+            ax.errorbar(xs, ys, yerr=yerr, label=label, markersize=4, linewidth=1, capsize=2, **styles[label])
+        guide_cells = [c for c in study.cells if c.task == task and c.method == GUIDE]
+        if guide_cells:
+            stat = pooled(guide_cells, "gold")
+            name = f"{GUIDE} ({guide_cells[0].strong} alone)"
+            ax.axhline(stat["mean"], color="black", linestyle="--", linewidth=1, label=GUIDE)
+            ax.axhspan(stat["ci_low"], stat["ci_high"], color="black", alpha=0.08, linewidth=0)
+            ax.annotate(name, (0.01, stat["mean"]), xycoords=("axes fraction", "data"), va="bottom", fontsize=6)
+        ax.set_xticks(range(len(strongs)), strongs, rotation=20 if len(strongs) > 3 else 0)
+        ax.set_xlim(-0.5, len(strongs) - 0.5)
+        ax.set_xlabel("strong model")
+        ax.set_title(task)
+    axes[0].set_ylabel(f"{GOLD} (mean, 95% CI)")
+    _legend(fig, axes, order)
     return fig
 
 
@@ -185,9 +200,9 @@ def save(fig: Figure, out: Path, name: str) -> list[Path]:
 def write_figures(study: Study, out: Path) -> tuple[list[Path], list[str]]:
     """Every figure of every task: the paths written, and a note for each figure left out (and why)."""
     styles = method_styles(study)
-    written, notes = [], []
+    written, notes = save(fig3(study, study.tasks(), styles), out, "fig3"), []
     for task in study.tasks():
-        written += save(fig3(study, task, styles), out, f"fig3-{task}")
+        written += save(fig3(study, [task], styles), out, f"fig3-{task}")
         written += save(compute_figure(study, task, styles), out, f"compute-{task}")
         proxy = proxy_figure(study, task, styles)
         if proxy is None:

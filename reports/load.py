@@ -81,6 +81,12 @@ class Study:
         present = {c.strong for c in self.cells if c.task == task}
         return [s for s in self.strong_order.get(task, []) if s in present]
 
+    def strong_models(self, task: str) -> list[str]:
+        """The task's strong models proper: those with cells of a method other than the guide sampled alone (whose
+        cells name the guide's tuned model as their strong model)."""
+        others = {c.strong for c in self.cells if c.task == task and c.method != "guide"}
+        return [s for s in self.strongs(task) if s in others]
+
     def labels(self, task: str | None = None) -> list[str]:
         """Method labels present (for one task, or the whole study), in method order."""
         keys = {c.label: c.order() for c in self.cells if task is None or c.task == task}

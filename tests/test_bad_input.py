@@ -132,6 +132,7 @@ AE = (
 )
 AE_FILES = {"ae.json": json.dumps([{"instruction": "Hi?", "output": "Hello.", "generator": "ref", "dataset": "d"}])}
 
+SENTIMENT = "train sentiment $tmp/m --tokenizer $strong --data $imdb --eval $imdb"
 ROWS = [
     # w2s itself
     Row("no command", "", "arguments are required: COMMAND"),
@@ -380,12 +381,6 @@ ROWS = [
     Row("serve: config only", "serve $tmp/model", "no weights", setup=model_copy("*.safe*")),
     Row("serve: device typo", "serve $strong --device gpu", "unknown device 'gpu'"),
     Row("serve: bad dtype", "serve $strong --dtype fp8", "unknown dtype 'fp8'"),
-    # w2s toy-models
-    Row("toy-models: out under a file", "toy-models $tmp/f/toy", "cannot be created", {"f": ""}),
-    Row("toy-models: out is a file", "toy-models $tmp/f", "is a file, not a directory", {"f": ""}),
-    Row("toy-models: no data", "toy-models $tmp/toy --data $tmp/none", "not found; run from the project root"),
-    Row("toy-models: zero scale", "toy-models $tmp/toy --scale 0", "--scale must be a number > 0"),
-    Row("toy-models: nan scale", "toy-models $tmp/toy --scale nan", "--scale must be a number > 0"),
     # w2s tune
     Row("tune: no kind", "tune", "required: KIND"),
     Row("tune: unknown kind", "tune ppo $untuned $tmp/p.jsonl $tmp/out", "invalid choice: 'ppo'"),
@@ -440,6 +435,38 @@ ROWS = [
     Row("prefs: template without {prompt}", PREFS + " --template Hi", "has no {prompt} placeholder"),
     Row("prefs: device typo", PREFS + " --device gpu", "unknown device 'gpu'"),
     Row("prefs: dtype typo", PREFS + " --dtype fp8", "unknown dtype 'fp8'"),
+    # w2s train
+    Row("train: nothing to train", "train", "required: WHAT"),
+    Row("train: tokenizer without text", "train tokenizer $tmp/t --text $tmp/none.jsonl", "does not exist"),
+    Row("train: tokenizer out is a file", "train tokenizer $tmp/f --text $imdb", "is a file", {"f": ""}),
+    Row("train: lm tokenizer missing", "train lm $tmp/m --tokenizer $tmp/none --text $imdb", "is not a directory"),
+    Row("train: lm heads", "train lm $tmp/m --tokenizer $strong --text $imdb --dim 30 --heads 4", "a multiple of"),
+    Row("train: lm zero steps", "train lm $tmp/m --tokenizer $strong --text $imdb --steps 0", "--steps must be >= 1"),
+    Row("train: nan lr", SENTIMENT + " --lr nan", "--lr must be"),
+    Row("train: negative l2", SENTIMENT + " --l2 -1", "--l2 must be a number >= 0"),
+    Row("train: held-out 1", "train summary-reward $tmp/m --init $strong --data $imdb --held-out 1", "--held-out"),
+    # w2s reproduce
+    Row("reproduce: no recipe", "reproduce $tmp/none.yaml", "not found; give a recipe file"),
+    Row("reproduce: not YAML", "reproduce $tmp/r.yaml", "cannot read recipe", {"r.yaml": "a: [\n"}),
+    Row("reproduce: unknown key", "reproduce $tmp/r.yaml", "unknown key 'zo'", {"r.yaml": "recipe: r\nzo: z\n"}),
+    Row(
+        "reproduce: step refers to a later one",
+        "reproduce $tmp/r.yaml --dry-run",
+        "refers to $${b}, which no earlier step builds",
+        {"r.yaml": "recipe: r\nsteps:\n- {name: a, run: 'train lm $${out} --tokenizer $${b}'}\nstudy: {}\n"},
+    ),
+    Row(
+        "reproduce: study refers to no step",
+        "reproduce $tmp/r.yaml",
+        "refers to $${m}, which no step builds",
+        {"r.yaml": "recipe: r\nsteps: []\nstudy: {study: s, models: {a: '$${m}'}}\n"},
+    ),
+    Row(
+        "reproduce: study invalid",
+        "reproduce $tmp/r.yaml --dry-run",
+        "tasks is empty",
+        {"r.yaml": "recipe: r\nsteps: []\nstudy: {study: s}\n"},
+    ),
     # w2s report
     Row("report: no such runs dir", "report $tmp/none", "does not exist"),
     Row("report: no cells", "report $tmp", "no cells under"),

@@ -237,7 +237,7 @@ def test_fig3_plots_seed_pooled_gold_per_strong_model_in_config_order(study):
     root, data = study
     loaded = load_study(root)
     styles = method_styles(loaded)
-    figure = fig3(loaded, "imdb", styles)
+    figure = fig3(loaded, ["imdb"], styles)
     (ax,) = figure.axes
     assert [t.get_text() for t in ax.get_xticklabels()] == STRONGS
     series = {c.get_label(): c for c in ax.containers}
@@ -245,7 +245,8 @@ def test_fig3_plots_seed_pooled_gold_per_strong_model_in_config_order(study):
     for label, container in series.items():
         means = [summarize(list(seed_mean(data, "imdb", s, label).values()))["mean"] for s in STRONGS]
         np.testing.assert_allclose(np.asarray(container.lines[0].get_ydata(), dtype=float), means)
-    assert ax.get_ylabel() == "gold reward" and "imdb" in ax.get_title()
+    assert ax.get_ylabel() == "gold reward (mean, 95% CI)" and ax.get_title() == "imdb"
+    assert [a.get_title() for a in fig3(loaded, list(TASKS), styles).axes] == list(TASKS)  # a panel per task
     assert [t.get_text() for t in figure.legends[0].get_texts()] == [m[1] for m in METHODS]
 
 
@@ -258,7 +259,8 @@ def test_method_colours_follow_families_and_stay_fixed_across_tasks(study):
     cbs = [rgb["cbs(W=4,K=4,L=5)"], rgb["cbs(W=2,K=2,L=inf)"]]
     assert all(c.argmax() == 0 for c in cbs) and not np.allclose(*cbs)
     colours = [
-        {c.get_label(): c.lines[0].get_color() for c in fig3(loaded, task, styles).axes[0].containers} for task in TASKS
+        {c.get_label(): c.lines[0].get_color() for c in fig3(loaded, [task], styles).axes[0].containers}
+        for task in TASKS
     ]
     assert colours[0] == colours[1]
 

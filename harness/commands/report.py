@@ -1,5 +1,6 @@
-"""Write a study's figures (gold by strong model, gold against compute, proxy against gold) and a markdown table of
-every finished cell, reading run directories only: no model is loaded."""
+"""Write a study's figures (Fig. 3: gold by strong model, a panel per task; gold against compute; proxy against gold),
+a markdown table of every finished cell with paired differences, and a short summary (summary.md), reading run
+directories only: no model is loaded."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ def run(args: argparse.Namespace) -> int:
     from harness.preflight import make_output_dir
     from reports.figures import write_figures
     from reports.load import load_study
+    from reports.summary import render_summary
     from reports.table import render
 
     study = load_study(args.runs_dir)
@@ -25,7 +27,9 @@ def run(args: argparse.Namespace) -> int:
     written, notes = write_figures(study, out)
     table = out / "table.md"
     table.write_text(render(study), encoding="utf-8")
-    for path in [*written, table]:
+    summary = out / "summary.md"
+    summary.write_text(render_summary(study), encoding="utf-8")
+    for path in [*written, table, summary]:
         print(f"wrote {path}")
     for note in notes:
         print(f"note: {note}")
