@@ -15,6 +15,7 @@ COMMANDS = {
     "report": "harness.commands.report",
     "regress": "harness.commands.regress",
     "reproduce": "harness.commands.reproduce",
+    "toy-models": "harness.commands.toy_models",
     "train": "harness.commands.train",
     "winrate": "harness.commands.winrate",
     "leaderboard": "harness.commands.leaderboard",

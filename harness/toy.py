@@ -139,6 +139,36 @@ def build_llama(
     return LlamaForCausalLM(config).eval()
 
 
+def train_causal_lm(
+    model: GPT2LMHeadModel,
+    tokenizer: PreTrainedTokenizerFast,
+    texts: list[str],
+    steps: int,
+    *,
+    batch_size: int = 16,
+    seq_len: int = 64,
+    lr: float = 3e-3,
+    seed: int = 0,
+) -> GPT2LMHeadModel:
+    """Next-token training on random windows of the texts joined by EOS (bf16 autocast: about 2x faster on CPU)."""
+    stream = []
+    for text in texts:
+        stream += [*tokenizer(text)["input_ids"], tokenizer.eos_token_id]
+    data = torch.tensor(stream)
+    generator = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    model.train()
+    for _ in range(steps):
+        starts = torch.randint(0, len(data) - seq_len, (batch_size,), generator=generator)
+        batch = torch.stack([data[s : s + seq_len] for s in starts.tolist()])
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = model(input_ids=batch, labels=batch).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    return model.eval()
+
+
 def build_classifier(tokenizer: PreTrainedTokenizerFast, labels: list[str] | None, seed: int = 0):
     """A small DistilBERT sequence classifier: named labels, or one scalar output when `labels` is None."""
     from transformers import DistilBertConfig, DistilBertForSequenceClassification

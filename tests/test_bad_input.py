@@ -435,6 +435,12 @@ ROWS = [
     Row("prefs: template without {prompt}", PREFS + " --template Hi", "has no {prompt} placeholder"),
     Row("prefs: device typo", PREFS + " --device gpu", "unknown device 'gpu'"),
     Row("prefs: dtype typo", PREFS + " --dtype fp8", "unknown dtype 'fp8'"),
+    # w2s toy-models
+    Row("toy-models: out under a file", "toy-models $tmp/f/toy", "cannot be created", {"f": ""}),
+    Row("toy-models: out is a file", "toy-models $tmp/f", "is a file, not a directory", {"f": ""}),
+    Row("toy-models: no data", "toy-models $tmp/toy --data $tmp/none", "not found; run from the project root"),
+    Row("toy-models: zero scale", "toy-models $tmp/toy --scale 0", "--scale must be a number > 0"),
+    Row("toy-models: nan scale", "toy-models $tmp/toy --scale nan", "--scale must be a number > 0"),
     # w2s train
     Row("train: nothing to train", "train", "required: WHAT"),
     Row("train: tokenizer without text", "train tokenizer $tmp/t --text $tmp/none.jsonl", "does not exist"),
