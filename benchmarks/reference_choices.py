@@ -39,7 +39,7 @@ def main() -> None:
     parser.add_argument("config", help="a study config (its models, tasks, limit and seeds are used)")
     parser.add_argument("overrides", nargs="*", help="config overrides, as for w2s run")
     parser.add_argument("--choice", default="eos_at_budget", choices=sorted(CHOICES))
-    args = parser.parse_args()
+    args = parser.parse_intermixed_args()
     torch.set_num_threads(os.cpu_count())
     study = Study.load(args.config, args.overrides)
     models: dict[str, HFModel] = {}
