@@ -13,15 +13,16 @@ import platform
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from tqdm import tqdm
 
 import harness
+from harness import hub
 from harness.errors import UsageError, require
 from harness.identity import IDENTITY_VERSION, check_version
 from harness.preflight import ModelFiles, check_output_dir, check_prompts, inspect_model
@@ -39,12 +40,13 @@ from harness.store import (
     write_json,
 )
 from harness.study import Cell, Study
-from harness.types import APIModelSpec, ModelSpec, Output, Request
-from tasks.base import Example
+from harness.types import APIModelSpec, ModelSpec, Output, Request, local_dir
+from tasks.base import Example, is_local
 
 if TYPE_CHECKING:
     from harness.guide import Guide
 
+T = TypeVar("T")
 COMPUTE_KEYS = (
     "strong_tokens",
     "strong_forward_passes",
@@ -95,6 +97,7 @@ class Runner:
         self._cache: ScoreCache | None = None  # opened with the first cell: a refused run writes nothing
         self.examples: dict[str, list[Example]] = {}
         self.inspected: dict[ModelSpec | APIModelSpec, ModelFiles | None] = {}
+        self.unmade: list[str] | None = None  # a dry run's checks that needed the unreachable hub (None: refuse)
 
     def run(self, cells: Sequence[Cell] | None = None) -> list[Path]:
         """Run (or resume) the given cells, by default every cell of the study; returns their directories."""
@@ -129,10 +132,14 @@ class Runner:
             for judge in self.study.task_judges(cell.task):
                 judge_cell(cell.dir, judge, references, files, progress=self.progress)
 
-    def preflight(self, cells: Sequence[Cell]) -> None:
+    def preflight(self, cells: Sequence[Cell], dry_run: bool = False) -> None:
         """Every check the run can make before it loads model weights, so a mistake costs seconds, not a half-done
-        study. Reads data, configs, tokenizers and manifests; writes nothing (`w2s run --dry-run` runs it too)."""
+        study. Reads data, configs, tokenizers and manifests; writes nothing (`w2s run --dry-run` runs it too).
+
+        A dry run goes on where a hub model or dataset is neither cached nor reachable: the checks that needed it are
+        listed in `unmade` instead (a real run refuses)."""
         require(cells, "no cells selected; check --shard and the config's tasks, strong models and methods")
+        self.unmade = [] if dry_run else None
         check_output_dir(self.study.out, "out", "set `out` to a directory you can write")
         for task in dict.fromkeys(c.task for c in cells):
             self._check_task(task, [c for c in cells if c.task == task])
@@ -143,12 +150,17 @@ class Runner:
         """One task's checks, for the cells selected: its data, every model they use, and its gold model."""
         study = self.study
         # the data: rows with the fields the task reads, unique ids
-        prompts = [e.prompt for e in self._examples(task)]
+        data = study.tasks[task].config.data
+        examples = self._hub_check(
+            lambda: self._examples(task), data, f"data {data}", "its rows and the prompts' lengths"
+        )
+        prompts = [e.prompt for e in examples or []]
         # every model that chats has a chat template (which the config may supply)
         guides = self._guide_names(task)
         for name in sorted({*(c.strong for c in cells), *guides}):
+            files = self._files(study.specs[name])
             require(
-                not study.config.models[name].chat or self._files(study.specs[name]).tokenizer.chat_template,
+                not study.config.models[name].chat or files is None or files.tokenizer.chat_template,
                 f"model {name} ({study.specs[name].path}) has no chat template; give one with "
                 f"models.{name}.chat_template (a Jinja string or a file) or set models.{name}.chat: false",
             )
@@ -159,13 +171,15 @@ class Runner:
         for spec, template in dict.fromkeys(readers):
             if isinstance(spec, APIModelSpec):
                 self._check_api(spec)
-            else:
-                check_prompts(self._files(spec), template, prompts, study.tasks[task].config.sample.max_new_tokens)
+            elif (files := self._files(spec)) is not None:
+                check_prompts(files, template, prompts, study.tasks[task].config.sample.max_new_tokens)
         # EFT adds the guides' logits to the strong model's, token id by token id
         for cell, guide in ((c, g) for c in cells if c.method.name == "eft" for g in guides):
-            vocab = self._files(study.cell_model(cell)).tokenizer.get_vocab()
+            strong, other = self._files(study.cell_model(cell)), self._files(study.specs[guide])
+            if strong is None or other is None:
+                continue
             require(
-                vocab == self._files(study.specs[guide]).tokenizer.get_vocab(),
+                strong.tokenizer.get_vocab() == other.tokenizer.get_vocab(),
                 f"method eft needs guides that share the strong model's vocabulary, but in task {task} {guide} "
                 f"and {cell.strong} differ; drop eft or use a guide with {cell.strong}'s tokenizer",
             )
@@ -183,11 +197,30 @@ class Runner:
             api_model(spec).check()
             self.inspected[spec] = None
 
-    def _files(self, spec: ModelSpec) -> ModelFiles:
-        """A model's tokenizer and config, its device and directory checked (once per model)."""
+    def _files(self, spec: ModelSpec) -> ModelFiles | None:
+        """A model's tokenizer and config, its device and directory checked (once per model); None where a dry run
+        could not reach it on the hub."""
         if spec not in self.inspected:
-            self.inspected[spec] = inspect_model(spec)
+            self.inspected[spec] = self._hub_check(
+                lambda: inspect_model(spec),
+                spec.path,
+                f"model {spec.path}",
+                "its files, chat template, vocabulary and prompt lengths",
+            )
         return self.inspected[spec]
+
+    def _hub_check(self, check: Callable[[], T], source: str, what: str, unchecked: str) -> T | None:
+        """`check()`, except that a dry run notes, rather than refuses, a hub source it cannot reach (None); the
+        note says what went `unchecked`. Prompt lengths need the data and the model both."""
+        try:
+            return check()
+        except UsageError:
+            if self.unmade is None or local_dir(source) is not None or is_local(source) or not hub.offline():
+                raise
+            note = f"{what} is not in the local cache and the hub cannot be reached: {unchecked} were not checked"
+            if not any(n.startswith(what) for n in self.unmade):
+                self.unmade.append(note)
+            return None
 
     def run_cell(self, cell: Cell, position: str = "") -> None:
         """Run (or resume) one cell; `position` prefixes its progress bar. Under `accelerate launch` every process

@@ -101,6 +101,9 @@ def load_records(source: str, split: str) -> list[dict]:
         return rows
     from datasets import load_dataset
 
+    from harness import hub
+
+    hub.offline()  # an unreachable hub: the local cache only, without 25 s of retries
     try:
         return load_dataset(source, split=split).to_list()
     except Exception as err:  # datasets raises many types for an unreachable or unknown dataset

@@ -26,6 +26,7 @@ from transformers.utils import (
     WEIGHTS_NAME,
 )
 
+from harness import hub
 from harness.errors import UsageError, require
 from harness.preflight import DEVICE_MAP_STRATEGIES, check_placement
 from harness.ranks import rank_device, rank_max_memory
@@ -173,6 +174,8 @@ def load_config(spec: ModelSpec) -> PretrainedConfig:
     """The model's config alone (no weights): what preflight checks read."""
     if local_dir(spec.path) is not None:
         check_model_dir(spec.path)
+    else:
+        hub.offline()  # an unreachable hub: the local cache only, without 25 s of retries
     try:
         return AutoConfig.from_pretrained(spec.path, revision=spec.revision, trust_remote_code=spec.trust_remote_code)
     except (OSError, ValueError) as err:
@@ -209,6 +212,8 @@ def load_tokenizer(spec: ModelSpec) -> PreTrainedTokenizerBase:
     local = local_dir(spec.path)
     if local is not None:
         check_model_dir(spec.path)
+    else:
+        hub.offline()
     try:
         tokenizer = AutoTokenizer.from_pretrained(
             spec.path, revision=spec.revision, trust_remote_code=spec.trust_remote_code
@@ -233,6 +238,12 @@ def _cannot_load(spec: ModelSpec, err: Exception, part: str) -> UsageError:
         return UsageError(
             f"cannot load the {part} of model directory {spec.path!r} ({first}); save the model there again with "
             "save_pretrained, or fix the path"
+        )
+    if hub.offline():
+        return UsageError(
+            f"cannot load the {part} of model {spec.path!r}: it is not in the local Hugging Face cache and the hub "
+            "cannot be reached (or HF_HUB_OFFLINE is set); download it where the hub is reachable "
+            "(hf download ID), or give a local directory"
         )
     return UsageError(
         f"cannot load the {part} of model {spec.path!r} ({first}); give a local directory or a hub id this machine "

@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     quiet_transformers()
     runner = Runner(study, progress=not args.no_progress)
     if args.dry_run:
-        runner.preflight(cells)
+        runner.preflight(cells, dry_run=True)
         if runner.ranks.main:
             print(plan(study, cells, runner))
         return 0
@@ -87,14 +87,21 @@ def plan(study, cells, runner) -> str:
     for name, task in study.tasks.items():
         t = task.config
         guide = c.guides.get(t.guide) if t.guide else None
-        examples = len(runner.examples[name]) if name in runner.examples else "not checked (no cell in this shard)"
-        lines.append(f"task {name}: {examples} examples from {t.data} (limit {c.limit or 'all'}), gold {t.gold}")
+        if not any(cell.task == name for cell in cells):
+            examples = "examples not checked (no cell in this shard)"
+        elif name not in runner.examples:
+            examples = "examples not checked (see below)"
+        else:
+            examples = f"{len(runner.examples[name])} examples"
+        gold = f", gold {t.gold}" if t.gold else ""
+        lines.append(f"task {name}: {examples} from {t.data} (limit {c.limit or 'all'}){gold}")
         if guide is not None:
             lines.append(
                 f"  guide {t.guide}: tuned {study.specs[guide.tuned].path}, untuned {study.specs[guide.untuned].path}"
             )
         for strong in t.strong:
             tuned = f" (tuned directly: {t.tuned[strong]})" if strong in t.tuned else ""
+            tuned += f" (base, for urial: {t.base[strong]})" if strong in t.base else ""
             lines.append(f"  strong {strong}: {study.specs[strong].path}{tuned}")
         lines.append(f"  methods ({name}): {', '.join(m.label() for m in study.task_methods[name])}")
         for judge in study.task_judges(name):
@@ -103,11 +110,22 @@ def plan(study, cells, runner) -> str:
     lines.append(f"{len(cells)} cells:")
     done = 0
     for cell in cells:
-        wanted = {e.id for e in runner.examples[cell.task]}
-        have = len({r["id"] for r in read_samples(cell.dir)} & wanted)
+        on_disk = {r["id"] for r in read_samples(cell.dir)}
+        if cell.task in runner.examples:
+            wanted = {e.id for e in runner.examples[cell.task]}
+            have, of = len(on_disk & wanted), f"/{len(wanted)}"
+        else:  # the data could not be read: what is on disk
+            have, of = len(on_disk), " (of an unknown number)"
         done += have
-        lines.append(f"  {cell.dir}  {have}/{len(wanted)} samples done")
-    lines.append(f"{done} samples already done; every check passed; no model weights were loaded")
+        lines.append(f"  {cell.dir}  {have}{of} samples done")
+    unmade = runner.unmade or []
+    lines += [f"not checked: {note}" for note in unmade]
+    passed = (
+        f"{len(unmade)} check(s) could not be made (above), every other check passed"
+        if unmade
+        else ("every check passed")
+    )
+    lines.append(f"{done} samples already done; {passed}; no model weights were loaded")
     return "\n".join(lines)
 
 
