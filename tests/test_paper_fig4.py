@@ -21,8 +21,10 @@ GUIDED = ["bon(N=4)", "bon(N=8)", "cbs(W=2,K=2,L=30)", "urial+cbs(W=2,K=2,L=30)"
 
 @pytest.fixture
 def offline(monkeypatch):
-    """The hub unreachable, as on a machine without internet: hub ids resolve from the local cache only."""
+    """The hub unreachable, as on a machine without internet: hub ids resolve from the local cache only. The judge's
+    key variable is set, as the dry run checks it (no request is sent)."""
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
+    monkeypatch.setenv("OPENAI_API_KEY", "unused")
 
 
 def test_the_preset_holds_the_papers_settings():
@@ -38,6 +40,7 @@ def test_the_preset_holds_the_papers_settings():
     assert paths["starling-lm-7b-alpha"] == "berkeley-nest/Starling-LM-7B-alpha"
     for name, task in study.tasks.items():
         assert task.name == "alpacaeval" and task.config.sample.max_new_tokens == 2048
+        assert [j.identity["comparable_to_leaderboard"] for j in study.task_judges(name)] == [True]
         labels = [m.label() for m in study.task_methods[name]]
         if name == "alpacaeval":
             assert labels == ["plain", "urial"] and task.config.guide is None
@@ -60,6 +63,7 @@ def test_dry_run_prints_the_plan_offline_and_names_the_checks_it_could_not_make(
     assert "61 cells:" in out and "no model weights were loaded" in out
     assert "guide tulu: tuned allenai/tulu-2-dpo-7b, untuned allenai/tulu-2-7b" in out
     assert "(base, for urial: meta-llama/Meta-Llama-3-8B)" in out
+    assert "judge gpt4-turbo (gpt-4-1106-preview)" in out and "not comparable" not in out
     assert "methods (starling): bon(N=4), bon(N=8), cbs(W=2,K=2,L=30), urial+cbs(W=2,K=2,L=30), guide" in out
     notes = [line for line in out.splitlines() if line.startswith("not checked: ")]
     if notes:  # what this machine's cache lacks: each source named once
