@@ -1,4 +1,5 @@
-"""Paper figures of a study: gold reward by strong model (Fig. 3), reward against compute, proxy against gold.
+"""Paper figures of a study: gold reward by strong model (Fig. 3), reward against compute, proxy against gold, and
+for AlpacaEval studies the LC win rate figures (Fig. 4, reports.fig4).
 
 Every figure uses one colour family per method (plain grey, bon blue, cbs orange-red, eft green, tuned purple),
 shaded by parameter setting, so a method looks the same in every figure and task. Figures are built on
@@ -19,8 +20,8 @@ from matplotlib.figure import Figure
 
 from reports.load import Study, mean_compute, pooled, score
 
-COLORMAPS = {"plain": "Greys", "bon": "Blues", "cbs": "OrRd", "eft": "Greens", "tuned": "Purples"}
-MARKERS = {"plain": "o", "bon": "s", "cbs": "^", "eft": "D", "tuned": "*"}
+COLORMAPS = {"plain": "Greys", "bon": "Blues", "cbs": "OrRd", "eft": "Greens", "tuned": "Purples", "urial": "RdPu"}
+MARKERS = {"plain": "o", "bon": "s", "cbs": "^", "eft": "D", "tuned": "*", "urial": "P"}
 OTHER_COLORMAP, OTHER_MARKER = "YlOrBr", "v"
 PANEL_WIDTH, PANEL_HEIGHT, LEGEND_HEIGHT = 3.3, 2.4, 0.55  # inches
 RC = {
@@ -199,14 +200,25 @@ def save(fig: Figure, out: Path, name: str) -> list[Path]:
 
 def write_figures(study: Study, out: Path) -> tuple[list[Path], list[str]]:
     """Every figure of every task: the paths written, and a note for each figure left out (and why)."""
+    from reports.fig4 import write_fig4
+
     styles = method_styles(study)
-    written, notes = save(fig3(study, study.tasks(), styles), out, "fig3"), []
+    gold = [
+        t
+        for t in study.tasks()
+        if any(score(r, "gold") is not None for c in study.cells if c.task == t for r in c.samples)
+    ]
+    written, notes = (save(fig3(study, gold, styles), out, "fig3") if gold else []), []
     for task in study.tasks():
-        written += save(fig3(study, [task], styles), out, f"fig3-{task}")
-        written += save(compute_figure(study, task, styles), out, f"compute-{task}")
+        if task in gold:
+            written += save(fig3(study, [task], styles), out, f"fig3-{task}")
+            written += save(compute_figure(study, task, styles), out, f"compute-{task}")
+        else:  # alpacaeval: judged against references instead (Figure 4)
+            notes.append(f"no fig3-{task} or compute-{task}: no sample of task {task} has a gold score")
         proxy = proxy_figure(study, task, styles)
         if proxy is None:
             notes.append(f"no proxy-gold-{task} figure: no sample of task {task} has a guide score")
         else:
             written += save(proxy, out, f"proxy-gold-{task}")
-    return written, notes
+    fig4_written, fig4_notes = write_fig4(study, out, save)
+    return written + fig4_written, notes + fig4_notes
