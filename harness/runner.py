@@ -158,7 +158,7 @@ class Runner:
         # every model that chats has a chat template (which the config may supply)
         guides = self._guide_names(task)
         for name in sorted({*(c.strong for c in cells), *guides}):
-            files = self._files(study.specs[name])
+            files = self._files(study.specs[name]) if study.config.models[name].chat else None
             require(
                 not study.config.models[name].chat or files is None or files.tokenizer.chat_template,
                 f"model {name} ({study.specs[name].path}) has no chat template; give one with "
