@@ -16,7 +16,7 @@ from harness.study import Study
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "paper-fig4.yaml"
 STRONG = ["llama-2-7b-chat", "llama-2-70b-chat", "llama-3-8b-instruct", "llama-3-70b-instruct"]
-GUIDED = ["bon(N=4)", "bon(N=8)", "cbs(W=2,K=2,L=30)", "urial+cbs(W=2,K=2,L=30)", "guide"]
+GUIDED = ["bon(N=4)", "bon(N=8)", "cbs(W=2,K=2,L=30,branch_finished)", "urial+cbs(W=2,K=2,L=30)", "guide"]
 
 
 @pytest.fixture
@@ -64,7 +64,10 @@ def test_dry_run_prints_the_plan_offline_and_names_the_checks_it_could_not_make(
     assert "guide tulu: tuned allenai/tulu-2-dpo-7b, untuned allenai/tulu-2-7b" in out
     assert "(base, for urial: meta-llama/Meta-Llama-3-8B)" in out
     assert "judge gpt4-turbo (gpt-4-1106-preview)" in out and "not comparable" not in out
-    assert "methods (starling): bon(N=4), bon(N=8), cbs(W=2,K=2,L=30), urial+cbs(W=2,K=2,L=30), guide" in out
+    assert (
+        "methods (starling): bon(N=4), bon(N=8), cbs(W=2,K=2,L=30,branch_finished), urial+cbs(W=2,K=2,L=30), guide"
+        in out
+    )
     notes = [line for line in out.splitlines() if line.startswith("not checked: ")]
     if notes:  # what this machine's cache lacks: each source named once
         assert len(notes) == len(set(notes)) and f"{len(notes)} check(s) could not be made" in out
