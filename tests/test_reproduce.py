@@ -6,13 +6,17 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import yaml
 
 from training.recipe import load_recipe
+from training.tune import CHECKPOINTS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -106,3 +110,34 @@ def test_step_hash_covers_command_and_references(tmp_path, monkeypatch):
     after = {s.name: s.hash for s in load_recipe(recipe).steps}
     assert [n for n in before if before[n] != after[n]] == ["untuned"]  # and not the steps that do not use it
     assert load_recipe(recipe, zoo="elsewhere").steps[0].dir == Path("elsewhere") / f"tokenizer-{before['tokenizer']}"
+
+
+def test_a_killed_tune_step_resumes_from_its_checkpoint(zoo, tmp_path, monkeypatch):
+    """The step's scratch directory survives a kill, so `w2s tune` carries on from its last checkpoint."""
+    monkeypatch.chdir(tmp_path)
+    rows = [{"prompt": f"Review {i}:", "completion": " a good film"} for i in range(8)]
+    (tmp_path / "sft.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    tune = (
+        f"tune sft {zoo.paths['untuned']} sft.jsonl ${{out}} --max-steps 24 --save-steps 2 --batch-size 2 --device cpu"
+    )
+    recipe = write_recipe(tmp_path)
+    raw = yaml.safe_load(recipe.read_text())
+    raw["steps"].insert(0, {"name": "sft", "run": tune})
+    recipe.write_text(yaml.safe_dump(raw, sort_keys=False))
+    step = load_recipe(recipe).steps[0]
+    partial = step.dir.with_name(f".{step.dir.name}.partial") / CHECKPOINTS
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "harness.cli", "reproduce", str(recipe), "--zoo-only"],
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 300
+    while not list(partial.glob("checkpoint-*/trainer_state.json")) and proc.poll() is None:
+        assert time.monotonic() < deadline, "no checkpoint written within 300 s"
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not step.done, "the step finished before it could be killed"
+
+    again = w2s(tmp_path, "reproduce", str(recipe), "--zoo-only")
+    assert again.returncode == 0, again.stderr
+    assert "resuming from" in again.stdout + again.stderr and step.done

@@ -10,8 +10,9 @@ A recipe is a YAML file (configs/fig3-*.yaml):
     study: {...}                  # a study config (w2s run --explain); ${name} in any string is a step's output
 
 A step's hash covers its command line, the hashes of the steps it names, the content of every local file or
-directory its arguments name, and the source of the training package. A finished step is kept under that hash, so
-a second run reuses it, and any change to what it depends on builds it afresh (beside the old one).
+directory its arguments name, and the source of the training package (but for this module, which only runs steps).
+A finished step is kept under that hash, so a second run reuses it, and any change to what it depends on builds it
+afresh (beside the old one). A step killed part-way keeps its scratch directory, which a rerun carries on in.
 """
 
 from __future__ import annotations
@@ -167,8 +168,9 @@ def fill(value: Any, outputs: dict[str, str], where: str) -> Any:
 
 
 def source_digest() -> str:
-    """The training package's source: a change to how models are built builds them afresh."""
-    files = sorted(PACKAGE.rglob("*.py"))
+    """The training package's source: a change to how models are built builds them afresh. This module only runs
+    steps (what their hash covers is RECIPE_VERSION's), so it is left out: changing it rebuilds nothing."""
+    files = sorted(p for p in PACKAGE.rglob("*.py") if p.resolve() != Path(__file__).resolve())
     return hashlib.sha256(json.dumps([[p.name, file_digest(p)] for p in files]).encode()).hexdigest()
 
 
@@ -188,10 +190,11 @@ def build(recipe: Recipe, log: Callable[[str], None] = print) -> list[dict]:
 
 
 def run_step(step: Step) -> None:
-    """Run one step into a scratch directory, then move it into place: a killed step leaves nothing half-built."""
+    """Run one step into a scratch directory, then move it into place: a killed step leaves nothing half-built.
+    The scratch directory is named by the step's hash, so one a kill left behind holds this very command's work and
+    is kept: a command that resumes (`w2s tune` from its checkpoints) carries on where it stopped."""
     partial = step.dir.with_name(f".{step.dir.name}.partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)  # empty: a step's command writes its output in it, or files into it
+    partial.mkdir(parents=True, exist_ok=True)  # a step's command writes its output in it, or files into it
     start = time.perf_counter()
     argv = step.resolved(partial)
     code = subprocess.call([sys.executable, "-m", "harness.cli", *argv], env=os.environ.copy())
