@@ -86,18 +86,22 @@ def convert(tp: Any, value: Any, where: str) -> Any:
     return value
 
 
-def describe(cls: type, prefix: str = "") -> list[str]:
-    """One line per key of `cls` (nested sections expanded): name, type, default and help."""
+def describe(cls: type, prefix: str = "", defaults: Any = None) -> list[str]:
+    """One line per key of `cls` (nested sections expanded): name, type, default and help. `defaults` is the
+    instance a nested section defaults to, whose values (e.g. a task's own response budget) are the defaults shown."""
     hints, lines = typing.get_type_hints(cls), []
     for f in dataclasses.fields(cls):
         key, tp = _join(prefix, f.name), hints[f.name]
-        if dataclasses.is_dataclass(tp):
-            lines += describe(tp, key)
-            continue
         default = f.default if f.default is not dataclasses.MISSING else None
         if f.default_factory is not dataclasses.MISSING:
             default = f.default_factory()
-        shown = "required" if default is None and f.default is dataclasses.MISSING else f"default {default!r}"
+        if defaults is not None:
+            default = getattr(defaults, f.name)
+        if dataclasses.is_dataclass(tp):
+            lines += describe(tp, key, default)
+            continue
+        required = default is None and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        shown = "required" if required else f"default {default!r}"
         lines.append(f"{key}: {_name(tp)}, {shown}. {f.metadata.get('help', '')}".rstrip())
     return lines
 

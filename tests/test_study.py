@@ -110,6 +110,8 @@ def test_explain_lists_every_key_with_its_help(capsys):
     text = capsys.readouterr().out
     for key in ("limit:", "tasks.imdb", "prefix_words:", "sample.max_new_tokens:", "gold_text_pair:", "models.<name>"):
         assert key in text
+    budgets = [line for line in text.splitlines() if line.startswith("sample.max_new_tokens:")]
+    assert [b.split("default ")[1].split(".")[0] for b in budgets] == ["50", "53", "2048"]  # each task's own
 
 
 def test_shards_split_the_grid_between_processes(zoo, gold_paths, data_dir, capsys):
