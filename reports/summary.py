@@ -41,7 +41,11 @@ def render_summary(study: Study) -> str:
         if guide:
             lines.append(f"- the tuned guide alone ({guide[0].strong}): {fmt_stat(pooled(guide, 'gold'))}")
         if compared:
-            verdict = "every" if wins == compared else f"{wins} of {compared}"
-            lines += ["", f"CBS beats {BASE} sampling with a paired 95% CI above zero for {verdict} strong model(s)."]
+            verdict = "all" if wins == compared else f"{wins} of"
+            lines += [
+                "",
+                f"CBS beats {BASE} sampling with a paired 95% CI above zero in {verdict} {compared} comparison(s) "
+                "(each strong model with each search setting).",
+            ]
         lines.append("")
     return "\n".join(lines)
