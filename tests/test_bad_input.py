@@ -133,6 +133,8 @@ AE = (
 AE_FILES = {"ae.json": json.dumps([{"instruction": "Hi?", "output": "Hello.", "generator": "ref", "dataset": "d"}])}
 
 SENTIMENT = "train sentiment $tmp/m --tokenizer $strong --data $imdb --eval $imdb"
+SUMMARY_REWARD = "train summary-reward $tmp/m --tokenizer $strong --data $imdb"
+POST = '{"subreddit": "a", "title": "b", "post": "c", "reference_summary": "d"}\n' * 3
 ROWS = [
     # w2s itself
     Row("no command", "", "arguments are required: COMMAND"),
@@ -450,7 +452,13 @@ ROWS = [
     Row("train: lm zero steps", "train lm $tmp/m --tokenizer $strong --text $imdb --steps 0", "--steps must be >= 1"),
     Row("train: nan lr", SENTIMENT + " --lr nan", "--lr must be"),
     Row("train: negative l2", SENTIMENT + " --l2 -1", "--l2 must be a number >= 0"),
-    Row("train: held-out 1", "train summary-reward $tmp/m --init $strong --data $imdb --held-out 1", "--held-out"),
+    Row("train: held-out 1", SUMMARY_REWARD + " --held-out 1", "--held-out"),
+    Row("train: reward no tokenizer", "train summary-reward $tmp/m --tokenizer $tmp/none --data $imdb", "not a dir"),
+    Row("train: reward no data", "train summary-reward $tmp/m --tokenizer $strong --data $tmp/none", "does not exist"),
+    Row("train: reward data not posts", SUMMARY_REWARD, "need text fields subreddit, title, post, reference_summary"),
+    Row("train: reward too few posts", SUMMARY_REWARD.replace("$imdb", "$tmp/p.jsonl"), "too few", {"p.jsonl": POST}),
+    Row("train: reward negative l2", SUMMARY_REWARD + " --l2 -0.5", "--l2 must be a number >= 0"),
+    Row("train: reward zero steps", SUMMARY_REWARD + " --steps 0", "--steps must be >= 1"),
     # w2s reproduce
     Row("reproduce: no recipe", "reproduce $tmp/none.yaml", "not found; give a recipe file"),
     Row("reproduce: not YAML", "reproduce $tmp/r.yaml", "cannot read recipe", {"r.yaml": "a: [\n"}),

@@ -1,20 +1,24 @@
-"""Gold reward models on real labels, each a GPT-2 sequence classifier started from a pretrained language model:
+"""Gold reward models on real labels, each a regression written exactly into a small GPT-2 sequence classifier, so
+the harness loads it like any gold model (a small transformer fine-tuned on these labels learns far slower on a CPU:
+about 65% held-out accuracy on IMDB after minutes, and chance on TL;DR pairs after 150 steps from the 2-layer guide):
 
 - IMDB sentiment: a logistic regression on token frequencies, fitted to the NEGATIVE/POSITIVE labels of review
-  openings (as long as a prompt plus a 50-token response), written exactly into a one-layer GPT-2 classifier whose
-  attention averages over the tokens, so logit(POSITIVE) - logit(NEGATIVE) is the regression's logit and the
-  harness loads it like any gold model (a small transformer trained from scratch learns sentiment far slower on a
-  CPU: about 65% held-out accuracy after minutes);
-- TL;DR: a scalar reward fitted by the Bradley-Terry loss on summary pairs of Reddit posts: the human reference
-  over a summary of another post (mismatched), and, where a judge compared them, the judge's pick over the other
-  of (human reference, a 1.3B PPO policy's summary).
+  openings (as long as a prompt plus a 50-token response), written into a one-layer GPT-2 classifier whose
+  attention averages over the tokens, so logit(POSITIVE) - logit(NEGATIVE) is the regression's logit;
+- TL;DR: a scalar reward, the sum over the summary's tokens of one weight per token when the token also occurs in
+  the post and another when it does not, fitted by the Bradley-Terry loss on summary pairs of Reddit posts: the
+  human reference over the reference of another post (mismatched), and, where a judge compared them, the judge's
+  pick over the other of (human reference, a 1.3B PPO policy's summary); written into a three-layer GPT-2 classifier
+  whose attention finds where the summary starts and which of its tokens occur in the post.
 
 Both report held-out accuracy on rows they never trained on.
 """
 
 from __future__ import annotations
 
+import math
 import random
+from collections import Counter
 
 import torch
 
@@ -22,23 +26,6 @@ from training.pretrain import TLDR_FORMAT
 
 LABELS = ["NEGATIVE", "POSITIVE"]
 FREQ_SCALE = 30.0
-
-
-def classifier_from(lm_dir: str, num_labels: int):
-    """A GPT-2 sequence classifier whose body is the language model in `lm_dir` (its head starts at random)."""
-    from transformers import AutoTokenizer, GPT2ForSequenceClassification
-
-    tokenizer = AutoTokenizer.from_pretrained(lm_dir)
-    tokenizer.pad_token = tokenizer.eos_token
-    names = LABELS if num_labels == 2 else ["score"]
-    model = GPT2ForSequenceClassification.from_pretrained(
-        lm_dir,
-        num_labels=num_labels,
-        id2label=dict(enumerate(names)),
-        label2id={n: i for i, n in enumerate(names)},
-        pad_token_id=tokenizer.eos_token_id,
-    )
-    return model, tokenizer
 
 
 def review_opening(text: str, rng: random.Random, lo: int = 8, hi: int = 60) -> str:
@@ -52,13 +39,6 @@ def _logits(model, tokenizer, texts: list[str], max_len: int) -> torch.Tensor:
     inputs = tokenizer(texts, padding=True, truncation=True, max_length=max_len, return_tensors="pt")
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=model.device.type == "cpu"):
         return model(**inputs).logits.float()
-
-
-def _optimizer(model, lr: float, steps: int):
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
-    ramp = max(1, steps // 10)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / ramp) * (1 - s / steps))
-    return optimizer, schedule
 
 
 def token_frequencies(tokenizer, texts: list[str], scale: float = FREQ_SCALE) -> torch.Tensor:
@@ -148,34 +128,161 @@ def summary_pairs(posts: list[dict], seed: int) -> list[tuple[str, str, str, str
     return pairs
 
 
-def _pair_margin(model, tokenizer, batch, max_len: int) -> torch.Tensor:
-    """r(prompt, chosen) - r(prompt, rejected), read as the tldr task's gold reads: "{prompt} {response}"."""
-    texts = [f"{p} {c}" for _, p, c, _ in batch] + [f"{p} {r}" for _, p, _, r in batch]
-    scores = _logits(model, tokenizer, texts, max_len)[:, 0]
-    return scores[: len(batch)] - scores[len(batch) :]
+def pair_text(prompt: str, response: str) -> str:
+    """A (post, summary) as the tldr task's gold reads it: gold_template "{prompt} {response}"."""
+    return f"{prompt} {response}"
 
 
-def train_summary_reward(model, tokenizer, pairs, steps: int, batch_size: int, lr: float, seed: int, max_len: int):
-    """Bradley-Terry loss, -log sigmoid(r(chosen) - r(rejected)), over random batches of pairs."""
-    rng = random.Random(seed)
-    optimizer, schedule = _optimizer(model, lr, steps)
-    model.train()
+def summary_marker(tokenizer, prompts: list[str]) -> int:
+    """The token of the prompt's closing "TL;DR:" that is rarest in `prompts`: where the summary starts."""
+    tail = tokenizer(TLDR_FORMAT.rsplit("\n", 1)[1])["input_ids"]
+    counts = Counter(t for ids in tokenizer(prompts)["input_ids"] for t in ids if t in tail)
+    return min(tail, key=lambda t: counts[t])
+
+
+def overlap_counts(tokenizer, marker: int, texts: list[str]) -> torch.Tensor:
+    """Per text, its response tokens (after the first `marker`, markers excluded) counted at [token] when the token
+    occurs before the marker (in the post) and at [vocab + token] when not, divided by the number of markers (as
+    the classifier's last attention divides); zeros for a text without the marker."""
+    vocab = len(tokenizer)
+    x = torch.zeros(len(texts), 2 * vocab)
+    for i, ids in enumerate(tokenizer(texts)["input_ids"]):
+        if marker not in ids:
+            continue
+        first = ids.index(marker)
+        post = set(ids[:first])
+        index = [t if t in post else vocab + t for t in ids[first + 1 :] if t != marker]
+        x[i].index_add_(0, torch.tensor(index, dtype=torch.long), torch.full((len(index),), 1 / ids.count(marker)))
+    return x
+
+
+def fit_summary_reward(tokenizer, marker: int, pairs, steps: int, lr: float, l2: float):
+    """Bradley-Terry regression on overlap counts: reward = sum over response tokens of matched[token] if it occurs
+    in the post, else unmatched[token]. Each weight is a shared part (unpenalised) plus a per-token part (L2), so a
+    token seen rarely falls back to the shared weight. Full-batch Adam; returns (matched, unmatched), final loss."""
+    vocab = len(tokenizer)
+    chosen = overlap_counts(tokenizer, marker, [pair_text(p, c) for _, p, c, _ in pairs])
+    diff = chosen - overlap_counts(tokenizer, marker, [pair_text(p, r) for _, p, _, r in pairs])
+    shared_diff = torch.stack([diff[:, :vocab].sum(1), diff[:, vocab:].sum(1)], 1)
+    w = torch.zeros(2 * vocab, requires_grad=True)
+    shared = torch.zeros(2, requires_grad=True)
+    optimizer = torch.optim.Adam([w, shared], lr=lr)
     for _ in range(steps):
-        batch = rng.sample(pairs, min(batch_size, len(pairs)))
-        loss = -torch.nn.functional.logsigmoid(_pair_margin(model, tokenizer, batch, max_len)).mean()
+        margin = diff @ w + shared_diff @ shared
+        loss = -torch.nn.functional.logsigmoid(margin).mean() + l2 * w.square().sum()
+        optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        schedule.step()
-        optimizer.zero_grad()
-    return model.eval()
+    w, shared = w.detach(), shared.detach()
+    return (w[:vocab] + shared[0], w[vocab:] + shared[1]), loss.item()
+
+
+CODE_DIM = 64  # random +-1 token codes: distinct tokens' codes have dot products of about 0 +- 0.13, a token's own 1
+
+
+def overlap_classifier(tokenizer, marker: int, matched: torch.Tensor, unmatched: torch.Tensor, seed: int = 0):
+    """A three-layer GPT-2 classifier whose scalar output is the overlap reward of `fit_summary_reward`.
+
+    Layer 1 attends to marker tokens: "has the summary started". Layer 2 attends from each token to the same token
+    (random codes, dot product 1) with a bonus for positions before the marker: "does it occur in the post"; its
+    ReLU MLP turns that into the token's matched or unmatched weight for summary tokens, exactly 0 elsewhere.
+    Layer 3 attends e^25-fold to the marker, so the other tokens' weights add up, scaled by e^-25, then amplified
+    back. Every vector carries constants (+c, -c) that fix each LayerNorm's divisor, and every coordinate a mirror
+    (-x) read by difference, which cancels LayerNorm's rounding of the mean."""
+    from transformers import GPT2Config, GPT2ForSequenceClassification
+
+    vocab, eos, code = len(tokenizer), tokenizer.eos_token_id, CODE_DIM
+    flag, seen, match, w_match, w_miss, part, total, const = range(code, code + 8)  # residual slots after the codes
+    n = code + 8
+    dim, c = 2 * n, 1e4  # slot i + n holds -(slot i)
+    norm = c * (2 / dim) ** 0.5  # LayerNorm of such a vector is the vector / norm, to within 1e-7
+    beta, bonus, sharp, sum_k, big = 200.0, 30.0, 30.0, 25.0, 3.0
+    scale = float(torch.cat([matched, unmatched]).abs().max().clamp_min(1e-6))  # weights stored as w / scale
+    shrink = 0.01  # the sum stored as shrink * sum / scale: small beside c
+    config = GPT2Config(
+        vocab_size=vocab, n_positions=1024, n_embd=dim, n_layer=3, n_head=1, n_inner=4, activation_function="relu",
+        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, scale_attn_weights=False, layer_norm_epsilon=1e-12,
+        num_labels=1, id2label={0: "score"}, label2id={"score": 0},
+        pad_token_id=eos, bos_token_id=eos, eos_token_id=eos,
+    )  # fmt: skip
+    model = GPT2ForSequenceClassification(config).eval()
+
+    def read(weight, slot: int, col: int, value: float) -> None:
+        """Output `col` of a layer reading a LayerNorm gains value * (the residual's `slot`), as a mirror difference."""
+        weight[slot, col] += value * norm / 2
+        weight[slot + n, col] -= value * norm / 2
+
+    def write(weight, row: int, slot: int, value: float) -> None:
+        """The residual's `slot` (and its mirror) gains value * input `row` of a layer writing the residual."""
+        weight[row, slot], weight[row, slot + n] = value, -value
+
+    codes = (torch.randint(0, 2, (vocab, code), generator=torch.Generator().manual_seed(seed)) * 2.0 - 1) / code**0.5
+    blocks = model.transformer.h
+    with torch.no_grad():
+        for p in model.parameters():
+            p.zero_()
+        for ln in [model.transformer.ln_f, *(m for b in blocks for m in (b.ln_1, b.ln_2))]:
+            ln.weight.fill_(1.0)
+        wte = model.transformer.wte.weight
+        for slot, values in [*enumerate(codes.T), (const, c), (w_match, matched / scale), (w_miss, unmatched / scale)]:
+            wte[:, slot], wte[:, slot + n] = values, -values
+        wte[marker, flag], wte[marker, flag + n] = 1.0, -1.0
+
+        first, second, third = (b.attn.c_attn.weight for b in blocks)  # output columns: query, key, value
+        read(first, const, 0, 1 / c)  # query 1, key sharp * [marker], value [marker]: seen = "a marker at or before"
+        read(first, flag, dim, sharp)
+        read(first, flag, 2 * dim, 1.0)
+        write(blocks[0].attn.c_proj.weight, 0, seen, 1.0)
+
+        for i in range(code):  # score beta * code . code + bonus * (1 - seen), value 1 - seen: match = "in the post"
+            read(second, i, i, beta)
+            read(second, i, dim + i, 1.0)
+        read(second, const, code, 1 / c)
+        read(second, const, dim + code, bonus / c)
+        read(second, seen, dim + code, -bonus)
+        read(second, const, 2 * dim, 1 / c)
+        read(second, seen, 2 * dim, -1.0)
+        write(blocks[1].attn.c_proj.weight, 0, match, 1.0)
+
+        # part = w_match for a summary token in the post, w_miss for one not in it, exactly 0 elsewhere: units
+        # relu(+-w + big * (cond - 1)) give +-w where cond is 1 and 0 where cond <= 0 (|w| <= 1 < big)
+        conditions = [(w_match, {match: 1, seen: 1, flag: -1}, -2.0), (w_miss, {seen: 1, flag: -1, match: -1}, -1.0)]
+        for unit, (weight, cond, offset) in enumerate(u for u in conditions for _ in (0, 1)):
+            sign = 1.0 if unit % 2 == 0 else -1.0
+            read(blocks[1].mlp.c_fc.weight, weight, unit, sign)
+            for slot, k in cond.items():
+                read(blocks[1].mlp.c_fc.weight, slot, unit, big * k)
+            blocks[1].mlp.c_fc.bias[unit] = big * offset
+            write(blocks[1].mlp.c_proj.weight, unit, part, sign)
+
+        read(third, const, 0, 1 / c)  # query 1, key sum_k * [marker], value part: the parts' sum * e^-sum_k
+        read(third, flag, dim, sum_k)
+        read(third, part, 2 * dim, 1.0)
+        write(blocks[2].attn.c_proj.weight, 0, total, shrink * math.exp(sum_k))
+        read(model.score.weight.T, total, 0, scale / shrink)
+    return model
 
 
 @torch.inference_mode()
-def pair_accuracy(model, tokenizer, pairs, max_len: int) -> dict[str, float]:
+def reward_scores(model, tokenizer, texts: list[str], batch_size: int = 16) -> torch.Tensor:
+    """Scalar rewards of texts, read as the harness's RewardModel reads them (float32, an over-long text keeping
+    its end)."""
+    tokenizer.truncation_side = "left"
+    scores = []
+    for i in range(0, len(texts), batch_size):
+        inputs = tokenizer(
+            texts[i : i + batch_size], padding=True, truncation=True, max_length=model.config.n_positions,
+            return_tensors="pt",
+        )  # fmt: skip
+        scores.append(model(**inputs).logits.float()[:, 0])
+    return torch.cat(scores)
+
+
+def pair_accuracy(model, tokenizer, pairs) -> dict[str, float]:
     """Held-out accuracy (chosen scored above rejected), per kind of pair."""
+    chosen = reward_scores(model, tokenizer, [pair_text(p, c) for _, p, c, _ in pairs])
+    rejected = reward_scores(model, tokenizer, [pair_text(p, r) for _, p, _, r in pairs])
     right: dict[str, list[bool]] = {}
-    for i in range(0, len(pairs), 16):
-        batch = pairs[i : i + 16]
-        for (kind, *_), margin in zip(batch, _pair_margin(model, tokenizer, batch, max_len).tolist(), strict=True):
-            right.setdefault(kind, []).append(margin > 0)
+    for (kind, *_), margin in zip(pairs, (chosen - rejected).tolist(), strict=True):
+        right.setdefault(kind, []).append(margin > 0)
     return {f"accuracy_{kind}": sum(v) / len(v) for kind, v in right.items()}

@@ -3,7 +3,7 @@
   w2s train tokenizer OUT --text FILE ...       a byte-level BPE tokenizer
   w2s train lm OUT --tokenizer DIR --text FILE  a GPT-2 language model of a chosen size; held-out perplexity
   w2s train sentiment OUT --tokenizer DIR ...   IMDB sentiment gold (NEGATIVE/POSITIVE); held-out accuracy
-  w2s train summary-reward OUT --init LM ...    TL;DR scalar gold reward (Bradley-Terry on summary pairs)
+  w2s train summary-reward OUT --tokenizer DIR  TL;DR scalar gold reward (Bradley-Terry on summary pairs)
 
 Each writes a model directory the studies load, and metrics.json with what it measured.
 """
@@ -48,13 +48,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     sent.add_argument("--data", required=True, metavar="FILE", help="labelled reviews (`text`, `label` 0/1)")
     sent.add_argument("--eval", required=True, metavar="FILE", help="held-out labelled reviews: report accuracy")
     rm = sub.add_parser("summary-reward", help="TL;DR scalar reward model on summary pairs (the tldr gold)")
-    _common(rm, 300, 1e-3, 16)
-    rm.add_argument("--init", required=True, metavar="LM", help="language model whose body it starts from")
+    _common(rm, 300, 0.02, None)
+    rm.add_argument("--tokenizer", required=True, metavar="DIR", help="tokenizer directory (w2s train tokenizer)")
+    rm.add_argument("--l2", type=float, default=0.1, help="L2 penalty on the per-token weights (default: 0.1)")
     rm.add_argument(
         "--data", required=True, metavar="FILE", help="posts with reference_summary, model_summary, gpt_judge_preferred"
     )
     rm.add_argument("--held-out", type=float, default=0.1, help="fraction of posts kept for accuracy (default: 0.1)")
-    rm.add_argument("--max-len", type=int, default=384, help="tokens read per (post, summary) (default: 384)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -168,22 +168,29 @@ def _summary(args) -> dict:
     import random
     from pathlib import Path
 
+    from transformers import AutoTokenizer
+
+    from harness.errors import require
     from tasks.base import load_records
     from training.pretrain import save_model
-    from training.reward import classifier_from, pair_accuracy, summary_pairs, train_summary_reward
+    from training.reward import fit_summary_reward, overlap_classifier, pair_accuracy, summary_marker, summary_pairs
 
-    torch_seed(args.seed)
+    tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
+    tokenizer.pad_token = tokenizer.eos_token
     posts = load_records(args.data, "validation")
+    fields = ("subreddit", "title", "post", "reference_summary")
+    lacking = next((r for r in posts if not all(isinstance(r.get(k), str) for k in fields)), None)
+    require(
+        lacking is None, f"rows of {args.data} need text fields {', '.join(fields)}; give Reddit posts with summaries"
+    )
     random.Random(args.seed).shuffle(posts)
     cut = round(len(posts) * (1 - args.held_out))
+    require(
+        2 <= cut <= len(posts) - 2, f"{args.data} has {len(posts)} posts: too few to keep 2 for training and 2 held out"
+    )
     train, held = summary_pairs(posts[:cut], args.seed), summary_pairs(posts[cut:], args.seed + 1)
-    model, tokenizer = classifier_from(args.init, 1)
-    model = train_summary_reward(model, tokenizer, train, args.steps, args.batch, args.lr, args.seed, args.max_len)
+    marker = summary_marker(tokenizer, [prompt for _, prompt, _, _ in train])
+    (matched, unmatched), loss = fit_summary_reward(tokenizer, marker, train, args.steps, args.lr, args.l2)
+    model = overlap_classifier(tokenizer, marker, matched, unmatched, seed=args.seed)
     save_model(model, tokenizer, Path(args.out))
-    return pair_accuracy(model, tokenizer, held, args.max_len) | {"eval_posts": len(posts) - cut}
-
-
-def torch_seed(seed: int) -> None:
-    import torch
-
-    torch.manual_seed(seed)
+    return {"train_loss": loss} | pair_accuracy(model, tokenizer, held) | {"eval_posts": len(posts) - cut}
