@@ -142,8 +142,7 @@ def summary_marker(tokenizer, prompts: list[str]) -> int:
 
 def overlap_counts(tokenizer, marker: int, texts: list[str]) -> torch.Tensor:
     """Per text, its response tokens (after the first `marker`, markers excluded) counted at [token] when the token
-    occurs before the marker (in the post) and at [vocab + token] when not, divided by the number of markers (as
-    the classifier's last attention divides); zeros for a text without the marker."""
+    occurs before the marker (in the post) and at [vocab + token] when not; zeros for a text without the marker."""
     vocab = len(tokenizer)
     x = torch.zeros(len(texts), 2 * vocab)
     for i, ids in enumerate(tokenizer(texts)["input_ids"]):
@@ -152,7 +151,7 @@ def overlap_counts(tokenizer, marker: int, texts: list[str]) -> torch.Tensor:
         first = ids.index(marker)
         post = set(ids[:first])
         index = [t if t in post else vocab + t for t in ids[first + 1 :] if t != marker]
-        x[i].index_add_(0, torch.tensor(index, dtype=torch.long), torch.full((len(index),), 1 / ids.count(marker)))
+        x[i].index_add_(0, torch.tensor(index, dtype=torch.long), torch.ones(len(index)))
     return x
 
 
@@ -186,17 +185,18 @@ def overlap_classifier(tokenizer, marker: int, matched: torch.Tensor, unmatched:
     Layer 1 attends to marker tokens: "has the summary started". Layer 2 attends from each token to the same token
     (random codes, dot product 1) with a bonus for positions before the marker: "does it occur in the post"; its
     ReLU MLP turns that into the token's matched or unmatched weight for summary tokens, exactly 0 elsewhere.
-    Layer 3 attends e^25-fold to the marker, so the other tokens' weights add up, scaled by e^-25, then amplified
-    back. Every vector carries constants (+c, -c) that fix each LayerNorm's divisor, and every coordinate a mirror
-    (-x) read by difference, which cancels LayerNorm's rounding of the mean."""
+    Layer 3 attends e^18-fold to the first position (a post token, weight 0), so the other tokens' weights add up,
+    scaled by e^-18, then amplified back (to within 1e-4 relative up to the 1,024-token context). Every vector
+    carries constants (+c, -c) that fix each LayerNorm's divisor, and every coordinate a mirror (-x) read by
+    difference, which cancels LayerNorm's rounding of the mean."""
     from transformers import GPT2Config, GPT2ForSequenceClassification
 
     vocab, eos, code = len(tokenizer), tokenizer.eos_token_id, CODE_DIM
-    flag, seen, match, w_match, w_miss, part, total, const = range(code, code + 8)  # residual slots after the codes
-    n = code + 8
+    flag, seen, match, w_match, w_miss, part, total, const, start = range(code, code + 9)  # slots after the codes
+    n = code + 9
     dim, c = 2 * n, 1e4  # slot i + n holds -(slot i)
     norm = c * (2 / dim) ** 0.5  # LayerNorm of such a vector is the vector / norm, to within 1e-7
-    beta, bonus, sharp, sum_k, big = 200.0, 30.0, 30.0, 25.0, 3.0
+    beta, bonus, sharp, sum_k, big = 200.0, 30.0, 30.0, 18.0, 3.0
     scale = float(torch.cat([matched, unmatched]).abs().max().clamp_min(1e-6))  # weights stored as w / scale
     shrink = 0.01  # the sum stored as shrink * sum / scale: small beside c
     config = GPT2Config(
@@ -227,6 +227,8 @@ def overlap_classifier(tokenizer, marker: int, matched: torch.Tensor, unmatched:
         for slot, values in [*enumerate(codes.T), (const, c), (w_match, matched / scale), (w_miss, unmatched / scale)]:
             wte[:, slot], wte[:, slot + n] = values, -values
         wte[marker, flag], wte[marker, flag + n] = 1.0, -1.0
+        wpe = model.transformer.wpe.weight
+        wpe[0, start], wpe[0, start + n] = 1.0, -1.0
 
         first, second, third = (b.attn.c_attn.weight for b in blocks)  # output columns: query, key, value
         read(first, const, 0, 1 / c)  # query 1, key sharp * [marker], value [marker]: seen = "a marker at or before"
@@ -255,8 +257,8 @@ def overlap_classifier(tokenizer, marker: int, matched: torch.Tensor, unmatched:
             blocks[1].mlp.c_fc.bias[unit] = big * offset
             write(blocks[1].mlp.c_proj.weight, unit, part, sign)
 
-        read(third, const, 0, 1 / c)  # query 1, key sum_k * [marker], value part: the parts' sum * e^-sum_k
-        read(third, flag, dim, sum_k)
+        read(third, const, 0, 1 / c)  # query 1, key sum_k * [first position], value part: the parts' sum * e^-sum_k
+        read(third, start, dim, sum_k)
         read(third, part, 2 * dim, 1.0)
         write(blocks[2].attn.c_proj.weight, 0, total, shrink * math.exp(sum_k))
         read(model.score.weight.T, total, 0, scale / shrink)
