@@ -51,6 +51,7 @@ from harness.study import Study
 
 ON_CPU_ONLY = pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA, so the device exists")
 CELL = "imdb/strong/plain/seed-0"  # a cell of the finished world run
+TWO_RULES = {"mean": 1, "ci_low": 0, "ci_high": 2, "ci_factor": 2, "tolerance": 1}  # a regress baseline entry
 
 
 @dataclass(frozen=True)
@@ -500,6 +501,14 @@ ROWS = [
         {"b.json": json.dumps({"cells": {CELL: {"gold": {"mean": "x", "ci_low": 0, "ci_high": 1}}}})},
     ),
     Row("regress: negative tolerance", "regress $runs --baseline $tmp/b.json --tolerance -1", "--tolerance must"),
+    Row("regress: negative ci factor", "regress $runs --baseline $tmp/b.json --ci-factor -2", "--ci-factor must"),
+    Row("regress: two rules", "regress $runs --baseline $tmp/b.json --ci-factor 2 --tolerance 1", "not both"),
+    Row(
+        "regress: entry with two rules",
+        "regress $runs --baseline $tmp/b.json",
+        "has both tolerance and ci_factor",
+        {"b.json": json.dumps({"cells": {CELL: {"gold": TWO_RULES}}})},
+    ),
     Row("regress: update under a file", "regress $runs --baseline $tmp/f/b.json --update", "is a file", {"f": ""}),
     Row("regress: update into a dir", "regress $runs --baseline $tmp --update", "is a directory"),
     # w2s winrate

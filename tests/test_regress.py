@@ -102,6 +102,63 @@ def test_tolerance_stored_in_the_baseline_wins_over_the_flag(baseline, capsys):
     assert code == 1 and "absolute tolerance 1 from baseline entry" in out
 
 
+def test_ci_factor_scales_the_allowed_drop_with_the_baselines_ci(baseline, capsys):
+    root, file = baseline
+    stat = gold(root, CELLS[1])
+    half = stat["mean"] - stat["ci_low"]
+    write_study(root, {CELLS[1]: -2.5 * half})  # past the CI, inside 3 half-widths
+    assert w2s(capsys, "regress", str(root), "--baseline", str(file))[0] == 1
+    assert w2s(capsys, "regress", str(root), "--baseline", str(file), "--ci-factor", "3")[0] == 0
+    code, out, _ = w2s(capsys, "regress", str(root), "--baseline", str(file), "--ci-factor", "2")
+    assert code == 1
+    (line,) = [line for line in out.splitlines() if line.startswith("REGRESSED")]
+    assert line.startswith(f"REGRESSED {CELLS[1]} gold: current mean {stat['mean'] - 2.5 * half:.6g} < baseline mean")
+    assert f"2 x CI half-width {half:.6g}" in line and "from --ci-factor" in line
+
+
+def test_ci_factor_stored_per_entry_wins_over_the_flags(baseline, capsys):
+    root, file = baseline
+    stat = gold(root, CELLS[1])
+    half = stat["mean"] - stat["ci_low"]
+    data = read_json(file)
+    data["cells"][CELLS[1]]["gold"]["ci_factor"] = 4.0
+    write_json(file, data)
+    write_study(root, {CELLS[1]: -3 * half})
+    assert w2s(capsys, "regress", str(root), "--baseline", str(file), "--tolerance", "0")[0] == 0
+    write_study(root, {CELLS[1]: -5 * half})
+    code, out, _ = w2s(capsys, "regress", str(root), "--baseline", str(file), "--ci-factor", "10")
+    assert code == 1 and "4 x the baseline's 95% CI half-width, from baseline entry" in out
+
+
+def test_two_sided_fails_a_rise_and_one_sided_lets_it_pass(baseline, capsys):
+    root, file = baseline
+    stat = gold(root, CELLS[0])
+    rise = stat["ci_high"] - stat["mean"] + 0.01  # just past the CI's upper end
+    write_study(root, {CELLS[0]: rise})
+    assert w2s(capsys, "regress", str(root), "--baseline", str(file))[0] == 0
+    code, out, _ = w2s(capsys, "regress", str(root), "--baseline", str(file), "--two-sided")
+    assert code == 1
+    (line,) = [line for line in out.splitlines() if line.startswith("CHANGED")]
+    assert line.startswith(f"CHANGED {CELLS[0]} gold: current mean {stat['mean'] + rise:.6g} > baseline CI high")
+    assert "refresh the baseline" in out and f"--baseline {file} --update" in out
+    assert w2s(capsys, "regress", str(root), "--baseline", str(file), "--two-sided", "--tolerance", "1")[0] == 0
+
+
+def test_update_stores_a_ci_factor_and_keeps_it(baseline, capsys):
+    root, file = baseline
+    file.unlink()
+    assert w2s(capsys, "regress", str(root), "--baseline", str(file), "--update", "--ci-factor", "3")[0] == 0
+    stored = read_json(file)["cells"]
+    assert {stored[c][m]["ci_factor"] for c in CELLS for m in ("gold", "guide")} == {3.0}
+    data = read_json(file)
+    data["cells"][CELLS[0]]["gold"] = {"mean": 9.0, "ci_low": 8.0, "ci_high": 10.0, "tolerance": 0.5}
+    write_json(file, data)
+    assert w2s(capsys, "regress", str(root), "--baseline", str(file), "--update", "--ci-factor", "2")[0] == 0
+    stored = read_json(file)["cells"]
+    assert stored[CELLS[0]]["gold"]["tolerance"] == 0.5 and "ci_factor" not in stored[CELLS[0]]["gold"]
+    assert stored[CELLS[0]]["guide"]["ci_factor"] == 3.0
+
+
 def test_missing_metric_and_missing_cell_fail(baseline, capsys):
     root, file = baseline
     summary = read_json(root / CELLS[0] / "summary.json")
@@ -161,6 +218,13 @@ def test_a_single_summary_file_is_keyed_dot(tmp_path, capsys):
         (json.dumps({"cells": {"a": {"gold": {"mean": 1, "ci_low": 0}}}}), "needs a number for ci_high"),
         (json.dumps({"cells": {"a": {"gold": {"mean": 1, "ci_low": 0, "ci_high": 2, "tolerance": -1}}}}), "tolerance"),
         (json.dumps({"cells": {"a": [1]}}), "must map metrics to entries"),
+        (json.dumps({"cells": {"a": {"gold": {"mean": 1, "ci_low": 0, "ci_high": 2, "ci_factor": "x"}}}}), "ci_factor"),
+        (
+            json.dumps(
+                {"cells": {"a": {"gold": {"mean": 1, "ci_low": 0, "ci_high": 2, "ci_factor": 2, "tolerance": 1}}}}
+            ),
+            "has both tolerance and ci_factor",
+        ),
     ],
 )
 def test_malformed_baseline_exits_2_with_one_line(tmp_path, capsys, content, message):
@@ -178,6 +242,8 @@ def test_malformed_baseline_exits_2_with_one_line(tmp_path, capsys, content, mes
         (["{empty}", "--baseline", "{base}"], "no summary.json under"),
         (["{runs}", "--baseline", "{missing}"], "does not exist; create it with --update"),
         (["{runs}", "--baseline", "{base}", "--tolerance", "-0.1"], "--tolerance must be a number >= 0"),
+        (["{runs}", "--baseline", "{base}", "--ci-factor", "nan"], "--ci-factor must be a number >= 0"),
+        (["{runs}", "--baseline", "{base}", "--ci-factor", "2", "--tolerance", "1"], "not both"),
         (["{bad}", "--baseline", "{base}"], 'has no "metrics" object'),
         (["{runs}"], "the following arguments are required: --baseline"),
     ],
