@@ -13,7 +13,7 @@ from loopback import FaultProxy, ServedModel
 from harness.backends.openai_api import CompletionsModel, request_seed
 from harness.methods import make_method
 from harness.store import read_samples
-from harness.types import APIModelSpec, Request, SampleConfig
+from harness.types import APIModelSpec, Request, SampleConfig, Template
 
 KEY_ENV = "W2S_TEST_API_KEY"
 KEY = "sk-test-never-written-anywhere"
@@ -178,3 +178,17 @@ def test_a_server_killed_mid_run_is_one_line_and_a_rerun_resumes_exactly(api_stu
         reference = read_samples(path.parent / f"clean/imdb/strong/{method}/seed-0")
         assert len(resumed) == len({s["id"] for s in resumed}) == 5  # each sample exactly once
         assert [(s["response"], s["scores"]) for s in resumed] == [(s["response"], s["scores"]) for s in reference]
+
+
+def test_urial_sends_its_whole_in_context_prompt(zoo, proxy, monkeypatch):
+    """URIAL over the API asks with its whole in-context prompt (preamble, examples, instruction), as locally."""
+    from baselines.urial import PREAMBLE
+
+    monkeypatch.setenv(KEY_ENV, KEY)
+    urial = make_method("urial", examples=0)  # the preamble alone: the served model's context is 1,024 tokens
+    request = prompts(1)[0]
+    urial.decode(model(proxy.base_url), [request], SampleConfig(max_new_tokens=4), template=Template())
+    [body] = proxy.posts()
+    template = urial.prompt(Template())
+    assert body["prompt"] == template.render(zoo.strong.tokenizer, request.prompt)
+    assert body["prompt"].startswith(PREAMBLE) and body["prompt"].endswith(f"{request.prompt}\n\n### Assistant:\n")

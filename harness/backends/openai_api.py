@@ -164,7 +164,8 @@ class TextRows:
         computes: Sequence[Compute],
     ):
         self.model, self.sample, self.computes = model, sample, list(computes)
-        self.prompts = [template.text.replace("{prompt}", r.prompt) for r in requests]
+        # the template's whole rendering (URIAL's preamble and examples too); no tokenizer, as it is never a chat one
+        self.prompts = [template.render(None, r.prompt) for r in requests]
         self.seeds = [r.seed for r in requests]
         self.chunk = 0
 
