@@ -192,3 +192,12 @@ def test_urial_sends_its_whole_in_context_prompt(zoo, proxy, monkeypatch):
     template = urial.prompt(Template())
     assert body["prompt"] == template.render(zoo.strong.tokenizer, request.prompt)
     assert body["prompt"].startswith(PREAMBLE) and body["prompt"].endswith(f"{request.prompt}\n\n### Assistant:\n")
+
+
+def test_an_eos_is_recorded_as_eos_while_stop_strings_are_set(zoo, proxy, monkeypatch):
+    """A server that reports `stop_reason` (vLLM, w2s serve) says null for an EOS: that is an EOS, not a stop string."""
+    monkeypatch.setenv(KEY_ENV, KEY)
+    sample = SampleConfig(max_new_tokens=12, stop=("never in the text",))
+    outputs = make_method("bon", n=2).decode(model(proxy.base_url), prompts(5), sample, guide=zoo.guide)
+    assert all(o.finish_reason in ("eos", "length") and o.stop == "" for o in outputs), outputs
+    assert any(o.finish_reason == "eos" for o in outputs)  # the served model ends often

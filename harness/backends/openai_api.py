@@ -122,14 +122,17 @@ class CompletionsModel:
     @staticmethod
     def _continuation(choice, sample: SampleConfig) -> Continuation:
         """A choice's text and why it ended. OpenAI's finish_reason "stop" covers both EOS and stop strings; vLLM and
-        w2s serve say which stop string in `stop_reason`. Where a server does not, a response that stopped while
-        stop strings were set counts as stopped by one, read without it."""
+        w2s serve say which stop string in `stop_reason` (null for an EOS). Where a server sends no `stop_reason`, a
+        response that stopped while stop strings were set counts as stopped by one, read without it."""
         if choice.finish_reason != "stop":
             return Continuation(choice.text, None)
-        stop_reason = (choice.model_extra or {}).get("stop_reason")
+        extra = choice.model_extra or {}
+        if "stop_reason" not in extra:
+            return Continuation(choice.text, STOP if sample.stop else EOS)
+        stop_reason = extra["stop_reason"]
         if isinstance(stop_reason, str) and stop_reason in sample.stop:
             return Continuation(choice.text, STOP, stop_reason)
-        return Continuation(choice.text, STOP if sample.stop and stop_reason is None else EOS)
+        return Continuation(choice.text, EOS)
 
     def _failed(self, err: openai.APIError, retried: str) -> UsageError:
         """The one line a failed request becomes (the key is never part of it)."""
