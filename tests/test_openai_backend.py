@@ -201,3 +201,26 @@ def test_an_eos_is_recorded_as_eos_while_stop_strings_are_set(zoo, proxy, monkey
     outputs = make_method("bon", n=2).decode(model(proxy.base_url), prompts(5), sample, guide=zoo.guide)
     assert all(o.finish_reason in ("eos", "length") and o.stop == "" for o in outputs), outputs
     assert any(o.finish_reason == "eos" for o in outputs)  # the served model ends often
+
+
+def test_a_stop_string_across_two_chunks_ends_the_response(zoo, proxy, monkeypatch):
+    """The server sees only the chunk it writes, so a stop string split between two chunks is found here: the
+    response ends before it, as it does when the model runs locally."""
+    monkeypatch.setenv(KEY_ENV, KEY)
+    cbs = make_method("cbs", width=1, successors=1, chunk_length=1)  # one token per request
+    sample = SampleConfig(max_new_tokens=16)
+    free = cbs.decode(model(proxy.base_url), prompts(5), sample, guide=zoo.guide)
+    # a stop string of two characters that first occurs across a chunk boundary (each request's prompt is the last
+    # one's plus the chunk it brought)
+    found = []
+    for r, o in zip(prompts(5), free, strict=True):
+        sofar = [b["prompt"][len(r.prompt) :] for b in proxy.posts() if b["prompt"].startswith(r.prompt)]
+        for end in sofar[1:]:  # a boundary at len(end)
+            stop = o.text[len(end) - 1 : len(end) + 1]
+            if len(stop) == 2 and stop.isascii() and stop.isprintable() and o.text.find(stop) == len(end) - 1:
+                found.append((r, o.text[: len(end) - 1], stop))
+                break
+    assert found, [o.text for o in free]
+    request, before, stop = found[0]
+    [o] = cbs.decode(model(proxy.base_url), [request], SampleConfig(max_new_tokens=16, stop=(stop,)), guide=zoo.guide)
+    assert (o.text, o.finish_reason, o.stop) == (before, "stop", stop)

@@ -206,11 +206,22 @@ class TextRows:
                 compute.billed_tokens += answer.billed_tokens
                 compute.strong_tokens += answer.billed_tokens
                 for r, choice in zip(rows, answer.choices, strict=True):
-                    self.responses[r] += choice.text
-                    self.reasons[r], self.stops[r] = choice.reason, choice.stop
+                    self._extend(r, choice)
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
         self.chunk += 1
+
+    def _extend(self, r: int, choice: Continuation) -> None:
+        """Append a chunk to row `r`. The server looks for stop strings in the chunk it writes only, so one that
+        begins in the response so far and ends in the chunk is found here, and the response ends before it."""
+        before, text = len(self.responses[r]), self.responses[r] + choice.text
+        start = max(0, before - max((len(s) for s in self.sample.stop), default=0) + 1)
+        found = [(i, s) for s in self.sample.stop if 0 <= (i := text.find(s, start)) < before]
+        if found:
+            i, stop = min(found, key=lambda f: f[0])
+            self.responses[r], self.reasons[r], self.stops[r] = text[:i], STOP, stop
+        else:
+            self.responses[r], self.reasons[r], self.stops[r] = text, choice.reason, choice.stop
 
     def read(self, state, finished: Sequence[bool]) -> None:
         """The guide re-tokenises each response's text, through the stop string that ended it."""
