@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import yaml
+from conftest import study_dict
 
 from training.recipe import load_recipe
 from training.tune import CHECKPOINTS
@@ -112,7 +113,7 @@ def test_step_hash_covers_command_and_references(tmp_path, monkeypatch):
     assert load_recipe(recipe, zoo="elsewhere").steps[0].dir == Path("elsewhere") / f"tokenizer-{before['tokenizer']}"
 
 
-def test_a_killed_tune_step_resumes_from_its_checkpoint(zoo, tmp_path, monkeypatch):
+def test_a_killed_tune_step_resumes_from_its_checkpoint(zoo, gold_paths, data_dir, tmp_path, monkeypatch):
     """The step's scratch directory survives a kill, so `w2s tune` carries on from its last checkpoint."""
     monkeypatch.chdir(tmp_path)
     rows = [{"prompt": f"Review {i}:", "completion": " a good film"} for i in range(8)]
@@ -120,10 +121,9 @@ def test_a_killed_tune_step_resumes_from_its_checkpoint(zoo, tmp_path, monkeypat
     tune = (
         f"tune sft {zoo.paths['untuned']} sft.jsonl ${{out}} --max-steps 24 --save-steps 2 --batch-size 2 --device cpu"
     )
-    recipe = write_recipe(tmp_path)
-    raw = yaml.safe_load(recipe.read_text())
-    raw["steps"].insert(0, {"name": "sft", "run": tune})
-    recipe.write_text(yaml.safe_dump(raw, sort_keys=False))
+    recipe = tmp_path / "recipe.yaml"
+    steps = [{"name": "sft", "run": tune}]
+    recipe.write_text(yaml.safe_dump({"recipe": "r", "steps": steps, "study": study_dict(zoo, gold_paths, data_dir)}))
     step = load_recipe(recipe).steps[0]
     partial = step.dir.with_name(f".{step.dir.name}.partial") / CHECKPOINTS
     proc = subprocess.Popen(
