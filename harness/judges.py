@@ -224,6 +224,7 @@ class OpenAIJudge:
                 "client_config_path": os.devnull,  # not a file: no client config from the package's directory
                 "client_kwargs": {"max_retries": c.max_retries, "timeout": c.timeout},
                 "n_retries": 1,  # the openai client retries with backoff; the package would retry again
+                "sleep_time": 0,  # nor sleep before giving up: the client has already backed off
                 "price_per_token": 0.0,
             }
         return annotator
@@ -231,13 +232,19 @@ class OpenAIJudge:
     def annotate(self, rows: Sequence[dict], log: Path) -> list[dict]:
         import openai
 
-        with log_to(log):
+        swallowed = _Swallowed()
+        with log_to(log), swallowed.watching():
             try:
                 done = self._annotator()(
                     [{k: r[k] for k in ("instruction", "output_1", "output_2")} for r in rows], chunksize=None
                 )
             except openai.APIError as err:
                 raise JudgeUnavailable(_api_error(err, self.config)) from None
+        if swallowed.gave_up:
+            first = (swallowed.errors[-1:] or ["no answer"])[0].strip().splitlines()[0][:160]
+            raise JudgeUnavailable(
+                f"{self.config.base_url} did not answer after {self.config.max_retries} retries ({first})"
+            )
         verdicts = {(d["instruction"], d["output_1"], d["output_2"]): d for d in done}
         out = []
         for row in rows:
@@ -246,6 +253,33 @@ class OpenAIJudge:
             extras = {} if found is None else {k: _plain(v) for k, v in found.items() if k.startswith("preference_")}
             out.append({**row, "annotator": self.config.annotator, "preference": _plain(preference), **extras})
         return out
+
+
+class _Swallowed(logging.Handler):
+    """The API errors alpaca_eval's decoder swallows: one it takes for a rate limit ("rate " in its text) that
+    outlasts the client's retries becomes an empty answer, which would be recorded as a failed verdict where the
+    judge must stop. The decoder logs "OpenAIError: <error>." for each error and "Max retries reached" when it gives
+    up."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.errors: list[str] = []
+        self.gave_up = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if message.startswith("OpenAIError: "):
+            self.errors.append(message.removeprefix("OpenAIError: "))
+        self.gave_up |= message.startswith("Max retries reached")
+
+    @contextlib.contextmanager
+    def watching(self) -> Iterator[None]:
+        """While inside, every log record (from any thread) passes through this handler."""
+        logging.getLogger().addHandler(self)
+        try:
+            yield
+        finally:
+            logging.getLogger().removeHandler(self)
 
 
 def _api_error(err: Exception, config: OpenAIJudgeConfig) -> str:

@@ -4,8 +4,9 @@ logprobs, as gpt-4-turbo answers alpaca_eval's weighted annotator: one token, "m
 It reads the two outputs out of the annotator's prompt and prefers the longer one, with probability
 `P_PREFERRED`; an instruction containing "NO VERDICT" gets an answer with neither token among the top logprobs
 (a failed verdict). It serves the model names in `models` (404 for others). Once `drop_after` completions were
-answered (None: never), it closes every further connection unanswered, as a server that died. Every request
-(headers and JSON body) is recorded in `requests`. Use it as a context manager.
+answered (None: never), it closes every further connection unanswered, as a server that died; once
+`rate_limit_after` were, it answers every further one 429 as OpenAI words it. Every request (headers and JSON body)
+is recorded in `requests`. Use it as a context manager.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ class JudgeServer:
     def __init__(self, models: tuple[str, ...] = ("judge-model",)):
         self.models = models
         self.drop_after: int | None = None
+        self.rate_limit_after: int | None = None
         self.answered = 0
         self.requests: list[dict] = []
         self.lock = threading.Lock()
@@ -93,7 +95,13 @@ class JudgeServer:
                 with judge.lock:
                     judge.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
                     dead = judge.drop_after is not None and judge.answered >= judge.drop_after
-                    judge.answered += not dead
+                    limited = judge.rate_limit_after is not None and judge.answered >= judge.rate_limit_after
+                    judge.answered += not (dead or limited)
+                if limited:
+                    message = f"Rate limit reached for {body.get('model')} on requests per min (RPM): Limit 3, Used 3."
+                    error = {"message": message, "type": "requests", "param": None, "code": "rate_limit_exceeded"}
+                    self._send(429, {"error": error}, {"retry-after-ms": "20"})
+                    return
                 if dead:
                     self.close_connection = True
                     self.connection.shutdown(socket.SHUT_RDWR)
@@ -103,9 +111,11 @@ class JudgeServer:
                     return
                 self._send(200, judge.answer(body))
 
-            def _send(self, status: int, payload: dict) -> None:
+            def _send(self, status: int, payload: dict, headers: dict[str, str] | None = None) -> None:
                 data = json.dumps(payload).encode()
                 self.send_response(status)
+                for key, value in (headers or {}).items():
+                    self.send_header(key, value)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()

@@ -182,6 +182,24 @@ def test_a_dead_server_is_one_line_and_every_finished_verdict_is_kept(server, tm
     assert files_holding(tmp_path, KEY) == []
 
 
+def test_a_judge_still_rate_limited_after_its_retries_stops_the_run(server, tmp_path, lc_files):
+    """A 429 that outlasts the client's retries stops the judge with one line, finished verdicts kept, as a dead
+    server does; it is not recorded as a verdict the judge failed to give (alpaca_eval's decoder turns an error it
+    takes for a rate limit into an empty answer)."""
+    cell, references = finished_cell(tmp_path, 10)
+    judge = api_judge(server.base_url, concurrency=1, max_retries=1)  # verdicts are saved every 4 rows
+    server.rate_limit_after = 5
+    with pytest.raises(UsageError) as err:
+        judge_cell(cell, judge, references, lc_files, progress=False)
+    message = str(err.value)
+    assert "\n" not in message and f"{server.base_url} did not answer after 1 retries" in message
+    assert "429" in message and "4 of 10 verdicts" in message and "run again to finish" in message
+    assert not (cell / "judge-api" / "winrate.json").exists()
+    server.rate_limit_after = None
+    result = judge_cell(cell, judge, references, lc_files, progress=False)
+    assert (result["n"], result["n_failed"]) == (10, 0)
+
+
 def test_a_local_reward_model_judges_through_the_same_path(chat_paths, tmp_path, lc_files, monkeypatch):
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
