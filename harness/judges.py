@@ -343,6 +343,7 @@ class RewardModelJudge:
             "dtype": c.dtype,
             "device": torch_device_type(self.spec.device or default_device()),  # numbers differ between kinds
             "template": c.template,
+            "input": "the chat template's text with only the special tokens it writes, else template",
             "labels": [c.positive_label, c.negative_label],
             "comparable_to_leaderboard": False,
         }
@@ -359,6 +360,8 @@ class RewardModelJudge:
             from harness.preflight import inspect_model
 
             self._tokenizer = inspect_model(self.spec).tokenizer
+            # a chat template writes the special tokens it wants (Llama 3's BOS): the tokenizer must not add them again
+            self.model.special_tokens = not self._tokenizer.chat_template
         if self._tokenizer.chat_template:
             chat = [{"role": "user", "content": instruction}, {"role": "assistant", "content": response}]
             return self._tokenizer.apply_chat_template(chat, tokenize=False)

@@ -59,9 +59,11 @@ class RewardModel:
         positive: str = "POSITIVE",
         negative: str = "NEGATIVE",
         batch_size: int = 16,
+        special_tokens: bool = True,
     ):
         self.key, self.spec, self.template, self.text_pair = key, spec, template, text_pair
         self.positive, self.negative, self.batch_size = positive, negative, batch_size
+        self.special_tokens = special_tokens  # False: the text has them already (a chat template wrote them)
         self._model = None
 
     @cached_property
@@ -71,7 +73,8 @@ class RewardModel:
 
         s, device = self.spec, torch_device_type(self.spec.device or default_device())
         settings = (s.path, s.revision, fingerprint(s.path), s.dtype, device, self.template, self.text_pair)
-        return "reward-model|" + "|".join(map(str, (*settings, self.positive, self.negative)))
+        extra = () if self.special_tokens else ("no-special-tokens",)
+        return "reward-model|" + "|".join(map(str, (*settings, self.positive, self.negative, *extra)))
 
     def check(self) -> None:
         """What can be checked without the weights: the model's device and files, and that it has the labels asked
@@ -132,7 +135,14 @@ class RewardModel:
                     [self.template.replace("{prompt}", it.prompt).replace("{response}", it.response) for it in batch],
                 )
             truncation = "only_first" if self.text_pair else True  # cut the prompt, keep the response whole
-            inputs = tokenizer(*texts, padding=True, truncation=truncation, max_length=max_length, return_tensors="pt")
+            inputs = tokenizer(
+                *texts,
+                padding=True,
+                truncation=truncation,
+                max_length=max_length,
+                add_special_tokens=self.special_tokens,
+                return_tensors="pt",
+            )
             with torch.inference_mode():
                 logits = model(**inputs.to(model.device)).logits.float()
             values = logits[:, 0] if pick is None else logits[:, pick[0]] - logits[:, pick[1]]

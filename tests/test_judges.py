@@ -228,6 +228,41 @@ def test_a_local_reward_model_judges_through_the_same_path(chat_paths, tmp_path,
     assert judge_cell(cell, judge, references, lc_files, progress=False) == result
 
 
+def test_a_reward_model_reads_a_chat_template_that_writes_bos_with_one_bos(tmp_path, lc_files):
+    """A chat template that writes BOS itself (Llama 3's, Skywork's): the reward model reads the conversation as
+    apply_chat_template tokenises it, with that one BOS and not a second one the tokenizer would put in front."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from harness.toy import CHAT_TEMPLATE, build_classifier, synthetic_corpus, train_sentencepiece_tokenizer
+
+    vocab = train_sentencepiece_tokenizer(synthetic_corpus(500, seed=0), 400)  # adds BOS to what it encodes
+    vocab.chat_template = "{{ bos_token }}" + CHAT_TEMPLATE
+    path = tmp_path / "reward-bos"
+    reward_model = build_classifier(vocab, None, seed=7)
+    with torch.no_grad():  # weights large enough that every token moves the reward
+        for p in reward_model.parameters():
+            p.normal_(0.0, 0.5)
+    reward_model.save_pretrained(path)
+    vocab.save_pretrained(path)
+    cell, references = finished_cell(tmp_path, 3)
+    judge = make_judge("rm", {"kind": "reward_model", "path": str(path), "batch_size": 1}, "cpu")  # unpadded
+    judge_cell(cell, judge, references, lc_files, progress=False)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForSequenceClassification.from_pretrained(path).eval()
+
+    def reward(instruction: str, response: str) -> float:
+        chat = [{"role": "user", "content": instruction}, {"role": "assistant", "content": response}]
+        ids = tokenizer(tokenizer.apply_chat_template(chat, tokenize=False), add_special_tokens=False)["input_ids"]
+        assert ids.count(tokenizer.bos_token_id) == 1
+        with torch.inference_mode():
+            return model(input_ids=torch.tensor([ids])).logits[0, 0].item()
+
+    for a in json.loads((cell / "judge-rm" / "annotations.json").read_text()):
+        margin = reward(a["instruction"], a["output_2"]) - reward(a["instruction"], a["output_1"])
+        assert a["preference"] == pytest.approx(1 + 1 / (1 + math.exp(-margin)), abs=1e-5)
+
+
 @pytest.mark.parametrize(
     ("raw", "message"),
     [
