@@ -2,9 +2,9 @@
 
 The board is the CSV shipped inside the alpaca-eval package (weighted_alpaca_eval_gpt4_turbo_leaderboard.csv: LC win
 rate and its standard error against gpt4_1106_preview, judged by gpt-4-turbo). A run's numbers are its cells'
-judge-<name>/winrate.json (harness.judging). Only a run judged by that same annotator and model at OpenAI compares
-with the board; every other run is placed by its number but marked not comparable, and an LC computed with local
-copies of the LC model's files is marked approximate. Reads files only: no model is loaded.
+judge-<name>/winrate.json (harness.judging). Only a run judged by that same annotator and model at OpenAI, on all 805
+instructions, compares with the board; every other run is placed by its number but marked not comparable, and an LC
+computed with local copies of the LC model's files is marked approximate. Reads files only: no model is loaded.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
+from harness.alpaca import EVAL_SET_SIZE
 from harness.errors import UsageError, require
 from reports.figures import RC
 
@@ -41,11 +42,14 @@ class Entry:
     approximate: bool = False
     run: bool = False
     mode: str = ""  # the board's: verified, community, minimal
+    instructions: int | None = None  # a run's: how many instructions its numbers cover
 
     @property
     def note(self) -> str:
         notes = ["this run"] if self.run else [self.mode] if self.mode else []
         notes += [NOT_COMPARABLE] if not self.comparable else []
+        partial = self.instructions is not None and self.instructions != EVAL_SET_SIZE
+        notes += [f"{self.instructions} of {EVAL_SET_SIZE} instructions"] if partial else []
         notes += ["approximate LC (local LC-model files)"] if self.approximate else []
         notes += ["no LC: fewer than two verdicts"] if self.run and self.lc is None else []
         return "; ".join(notes)
@@ -108,7 +112,9 @@ def read_runs(runs: list[Path]) -> list[Entry]:
                 result = json.loads(path.read_text(encoding="utf-8"))
                 judge = result["judge"]
                 label = f"{judge['name']} ({judge['model']})"
-                comparable = bool(judge["comparable_to_leaderboard"])
+                instructions = result.get("n")
+                # the board's numbers cover the whole eval set: a run on part of it does not compare
+                comparable = bool(judge["comparable_to_leaderboard"]) and instructions in (None, EVAL_SET_SIZE)
             except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as err:
                 raise UsageError(f"{path} is not a winrate.json written by a judge ({err!r}); judge again") from None
             cell = path.parent.parent
@@ -121,6 +127,7 @@ def read_runs(runs: list[Path]) -> list[Entry]:
                     comparable=comparable,
                     approximate=bool(result.get("approximate")),
                     run=True,
+                    instructions=instructions,
                 )
             )
     return entries
@@ -144,7 +151,8 @@ def table(ranked: list[Entry]) -> str:
         "# AlpacaEval 2.0 leaderboard with these runs",
         "",
         f"Board: alpaca-eval's {BOARD_FILE[-1]} (reference gpt4_1106_preview, judge {BOARD_JUDGE}). "
-        f"A run's number compares with the board only when its judge is that one; others are {NOT_COMPARABLE}.",
+        f"A run's number compares with the board only when its judge is that one and it covers all {EVAL_SET_SIZE} "
+        f"instructions; others are {NOT_COMPARABLE}.",
         "",
         "| rank | model | LC win rate | win rate | judge | note |",
         "|---:|---|---:|---:|---|---|",
@@ -200,7 +208,7 @@ def figure(ranked: list[Entry], path: Path, around: int = 5) -> Path:
         ax.set_xlabel("AlpacaEval 2.0 LC win rate (%) vs gpt4_1106_preview, ± s.e.")
         notes = ["grey: the board (judge weighted_alpaca_eval_gpt4_turbo)"]
         if any(ranked[i].run and not ranked[i].comparable for i in shown):
-            notes.append(f"† another judge: {NOT_COMPARABLE}")
+            notes.append(f"† another judge, or part of the eval set: {NOT_COMPARABLE}")
         if any(ranked[i].approximate for i in shown):
             notes.append("≈ approximate LC (local LC-model files)")
         ax.set_title("\n".join(notes), fontsize=7, loc="left")

@@ -65,6 +65,29 @@ def test_a_published_entry_rescored_lands_beside_its_board_row(tmp_path, capsys)
     assert (runs / "leaderboard" / "leaderboard.png").stat().st_size > 10_000
 
 
+def test_a_run_on_part_of_the_eval_set_does_not_compare_with_the_board(tmp_path, capsys):
+    """The board's numbers cover all 805 instructions: a run on fewer (a `limit`) is placed but marked, even when
+    judged by the board's own judge."""
+    annotations = json.loads(
+        (shared("alpaca_eval", "results", FUSECHAT, "weighted_alpaca_eval_gpt4_turbo") / "annotations.json").read_text()
+    )
+    gpt4 = {
+        "name": "gpt4",
+        "kind": "openai",
+        "annotator": LEADERBOARD_ANNOTATOR,
+        "model": LEADERBOARD_MODEL,
+        "base_url": OPENAI_BASE_URL,
+        "comparable_to_leaderboard": True,
+    }
+    runs = tmp_path / "runs"
+    judged_cell(runs, "ae/fusechat/plain/seed-0", gpt4, annotations[:100])
+    code, out, err = w2s(capsys, "leaderboard", str(runs))
+    assert code == 0, err
+    [ours] = [r for r in csv.DictReader((runs / "leaderboard" / "leaderboard.csv").open()) if "[gpt4]" in r["model"]]
+    assert "not comparable with the leaderboard" in ours["note"] and "100 of 805 instructions" in ours["note"]
+    assert "not comparable with the leaderboard" in out
+
+
 def test_rows_without_an_lc_go_last_and_runs_follow_equal_board_rows():
     board = [
         Entry("a", 10.0, 1.0, 9.0, 1.0, "j"),
