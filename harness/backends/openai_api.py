@@ -65,8 +65,6 @@ class Answer:
 class CompletionsModel:
     """A client of one model on an OpenAI-compatible server; `rows` gives the search its side of it."""
 
-    lm = None  # the search reads text only
-
     def __init__(self, spec: APIModelSpec):
         self.spec, self.name = spec, spec.model
         self.client = openai.OpenAI(
@@ -156,7 +154,7 @@ class CompletionsModel:
 class TextRows:
     """Rows of response text grown chunk by chunk through a completions API: one request per kept hypothesis."""
 
-    lm = None
+    lm = None  # the guide reads text only
 
     def __init__(
         self,
