@@ -79,6 +79,11 @@ class CompletionsModel:
             served = [m.id for m in quick.models.list()]
         except openai.APIError as err:
             raise self._failed(err, "") from None
+        except (AttributeError, TypeError):  # what the client makes of a page, or JSON that is no model list
+            raise UsageError(
+                f"the server at {self.spec.base_url} did not answer /models with a model list: it is not an "
+                "OpenAI-compatible API; fix base_url (it usually ends in /v1)"
+            ) from None
         require(
             self.spec.model in served,
             f"the server at {self.spec.base_url} does not serve model {self.spec.model!r} (it serves "
