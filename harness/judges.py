@@ -240,6 +240,13 @@ class OpenAIJudge:
                 )
             except openai.APIError as err:
                 raise JudgeUnavailable(_api_error(err, self.config)) from None
+            except AttributeError as err:  # the client gives a page (not JSON) as a str, in which the package
+                if not str(err).startswith("'str' object"):  # finds no choices
+                    raise
+                raise JudgeUnavailable(
+                    f"{self.config.base_url} did not answer with an OpenAI chat completion (a web page?); fix the "
+                    "judge's base_url (it usually ends in /v1)"
+                ) from None
         if swallowed.gave_up:
             first = (swallowed.errors[-1:] or ["no answer"])[0].strip().splitlines()[0][:160]
             raise JudgeUnavailable(

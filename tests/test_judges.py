@@ -200,6 +200,41 @@ def test_a_judge_still_rate_limited_after_its_retries_stops_the_run(server, tmp_
     assert (result["n"], result["n_failed"]) == (10, 0)
 
 
+def test_a_base_url_that_is_not_an_openai_api_is_one_line(tmp_path, lc_files, monkeypatch):
+    """A web page where the chat completions should be (a web UI that answers every path, a login page)."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    answer = b"<html><body>Sign in</body></html>"
+
+    class Page(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    monkeypatch.setenv(KEY_ENV, KEY)
+    cell, references = finished_cell(tmp_path, 2)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+        with pytest.raises(UsageError) as err:
+            judge_cell(cell, api_judge(url), references, lc_files, progress=False)
+    finally:
+        server.shutdown()
+        server.server_close()
+    message = str(err.value)
+    assert "\n" not in message and f"{url} did not answer with an OpenAI chat completion" in message
+    assert "0 of 2 verdicts" in message
+
+
 def test_a_local_reward_model_judges_through_the_same_path(chat_paths, tmp_path, lc_files, monkeypatch):
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
