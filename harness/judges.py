@@ -297,6 +297,11 @@ def _api_error(err: Exception, config: OpenAIJudgeConfig) -> str:
         return f"{config.base_url} refused the key in {config.api_key_env} ({status}); export the right key"
     if status == 404:
         return f"{config.base_url} does not serve model {config.model!r} ({first}); fix the judge's model or base_url"
+    if status is not None:
+        from harness.backends.openai_api import client_retries
+
+        if not client_retries(status):
+            return f"{config.base_url} answered {status} ({first}); fix what it says (judge model, server settings)"
     how = f"status {status}" if status else type(err).__name__
     return f"{config.base_url} did not answer after {config.max_retries} retries ({how}: {first})"
 

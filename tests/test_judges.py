@@ -158,6 +158,14 @@ def test_rate_limits_server_errors_and_timeouts_are_retried(server, tmp_path, lc
         result = judge_cell(cell, judge, references, lc_files, progress=False)
         assert len(proxy.posts("/chat/completions")) == 3 + 3  # each fault cost one retry
     assert result["n_failed"] == 0 and len(server.completions()) == 3
+    with FaultProxy(server.base_url) as proxy:  # a refusal the client does not retry: the line does not claim retries
+        proxy.fail(400)
+        other = tmp_path / "other"
+        other_cell, _ = finished_cell(other, 3)
+        with pytest.raises(UsageError) as err:
+            judge_cell(other_cell, api_judge(proxy.base_url, concurrency=1, max_retries=4), references, lc_files)
+        assert len(proxy.posts("/chat/completions")) == 1
+    assert f"{proxy.base_url} answered 400 (" in str(err.value) and "retries" not in str(err.value)
 
 
 def test_a_dead_server_is_one_line_and_every_finished_verdict_is_kept(server, tmp_path, lc_files):

@@ -111,6 +111,11 @@ def test_rate_limits_server_errors_and_timeouts_are_retried(zoo, proxy, monkeypa
     proxy.fail(500, 500, 500)
     with pytest.raises(ValueError, match=r"answered 500 \(injected 500\) after 2 retries"):
         bon.decode(model(proxy.base_url, max_retries=2), prompts(1), sample, guide=zoo.guide)
+    proxy.requests.clear()
+    proxy.fail(400)  # a refusal the client does not retry: the line does not claim retries
+    with pytest.raises(ValueError, match=r"answered 400 \(injected 400\); fix what it says"):
+        bon.decode(model(proxy.base_url, max_retries=2), prompts(1), sample, guide=zoo.guide)
+    assert len(proxy.posts()) == 1
 
 
 @pytest.fixture

@@ -40,6 +40,11 @@ def api_key(spec: APIModelSpec) -> str:
     return key
 
 
+def client_retries(status: int | None) -> bool:
+    """Whether the openai client retries an answer with this HTTP status (408, 409, 429, 5xx); others it returns."""
+    return status is not None and (status in (408, 409, 429) or status >= 500)
+
+
 def request_seed(seed: int, chunk: int, hypothesis: int) -> int:
     """The seed of one request: from the prompt's seed, the chunk and the hypothesis within the prompt alone."""
     digest = hashlib.sha256(f"{seed}:{chunk}:{hypothesis}".encode()).digest()
@@ -147,12 +152,12 @@ class CompletionsModel:
                 f"cannot reach the server at {url} ({type(err).__name__}: {err}){retried}; check that it is up and "
                 "that base_url is right, then run again (finished samples are kept)"
             )
-        status = getattr(err, "status_code", "?")
+        status = getattr(err, "status_code", None)
         body = err.body if isinstance(err.body, dict) else {}
         message = " ".join(str(body.get("message") or err.message).split())[:200]
         return UsageError(
-            f"the server at {url} answered {status} ({message}){retried}; fix what it says, then run again "
-            "(finished samples are kept)"
+            f"the server at {url} answered {status or '?'} ({message}){retried if client_retries(status) else ''}; fix "
+            "what it says, then run again (finished samples are kept)"
         )
 
 
