@@ -155,16 +155,27 @@ def overlap_counts(tokenizer, marker: int, texts: list[str]) -> torch.Tensor:
     return x
 
 
+def post_idf(tokenizer, prompts: list[str]) -> torch.Tensor:
+    """Inverse document frequency of each token over the posts, log(posts / (1 + posts containing it)): near 0 for
+    words every post has ("I", "the"), large for the words that say what a post is about."""
+    df = torch.zeros(len(tokenizer))
+    for ids in tokenizer(prompts)["input_ids"]:
+        df[list(set(ids))] += 1
+    return torch.log(len(prompts) / (1 + df))
+
+
 def fit_summary_reward(tokenizer, marker: int, pairs, steps: int, lr: float, l2: float):
     """Bradley-Terry regression on overlap counts: reward = sum over response tokens of matched[token] if it occurs
-    in the post, else unmatched[token]. Each weight is a shared part (unpenalised) plus a per-token part (L2), so a
-    token seen rarely falls back to the shared weight. Full-batch Adam; returns (matched, unmatched), final loss."""
+    in the post, else unmatched[token]. Each weight is a shared part a + b * idf(token) (unpenalised, so a common
+    word that the post contains earns less than a rare one) plus a per-token part (L2), which a token seen rarely
+    leaves near 0. Full-batch Adam; returns (matched, unmatched), final loss."""
     vocab = len(tokenizer)
     chosen = overlap_counts(tokenizer, marker, [pair_text(p, c) for _, p, c, _ in pairs])
     diff = chosen - overlap_counts(tokenizer, marker, [pair_text(p, r) for _, p, _, r in pairs])
-    shared_diff = torch.stack([diff[:, :vocab].sum(1), diff[:, vocab:].sum(1)], 1)
+    basis = torch.stack([torch.ones(vocab), post_idf(tokenizer, sorted({p for _, p, _, _ in pairs}))], 1)
+    shared_diff = torch.cat([diff[:, :vocab] @ basis, diff[:, vocab:] @ basis], 1)
     w = torch.zeros(2 * vocab, requires_grad=True)
-    shared = torch.zeros(2, requires_grad=True)
+    shared = torch.zeros(4, requires_grad=True)
     optimizer = torch.optim.Adam([w, shared], lr=lr)
     for _ in range(steps):
         margin = diff @ w + shared_diff @ shared
@@ -173,7 +184,7 @@ def fit_summary_reward(tokenizer, marker: int, pairs, steps: int, lr: float, l2:
         loss.backward()
         optimizer.step()
     w, shared = w.detach(), shared.detach()
-    return (w[:vocab] + shared[0], w[vocab:] + shared[1]), loss.item()
+    return (w[:vocab] + basis @ shared[:2], w[vocab:] + basis @ shared[2:]), loss.item()
 
 
 CODE_DIM = 64  # random +-1 token codes: distinct tokens' codes have dot products of about 0 +- 0.13, a token's own 1

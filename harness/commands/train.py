@@ -50,7 +50,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     rm = sub.add_parser("summary-reward", help="TL;DR scalar reward model on summary pairs (the tldr gold)")
     _common(rm, 300, 0.02, None)
     rm.add_argument("--tokenizer", required=True, metavar="DIR", help="tokenizer directory (w2s train tokenizer)")
-    rm.add_argument("--l2", type=float, default=0.1, help="L2 penalty on the per-token weights (default: 0.1)")
+    rm.add_argument("--l2", type=float, default=0.01, help="L2 penalty on the per-token weights (default: 0.01)")
     rm.add_argument(
         "--data", required=True, metavar="FILE", help="posts with reference_summary, model_summary, gpt_judge_preferred"
     )
