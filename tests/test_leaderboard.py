@@ -27,18 +27,24 @@ def judged_cell(root: Path, cell: str, judge: dict, annotations: list[dict]) -> 
     return where
 
 
+GPT4_JUDGE = {
+    "name": "gpt4",
+    "kind": "openai",
+    "annotator": LEADERBOARD_ANNOTATOR,
+    "model": LEADERBOARD_MODEL,
+    "base_url": OPENAI_BASE_URL,
+    "comparable_to_leaderboard": True,
+}  # the leaderboard's own judge
+
+
+def fusechat_annotations() -> list[dict]:
+    """The published gpt-4-turbo verdicts on FuseChat's outputs, as shipped in ../shared/data."""
+    path = shared("alpaca_eval", "results", FUSECHAT, "weighted_alpaca_eval_gpt4_turbo") / "annotations.json"
+    return json.loads(path.read_text())
+
+
 def test_a_published_entry_rescored_lands_beside_its_board_row(tmp_path, capsys):
-    annotations = json.loads(
-        (shared("alpaca_eval", "results", FUSECHAT, "weighted_alpaca_eval_gpt4_turbo") / "annotations.json").read_text()
-    )
-    gpt4 = {
-        "name": "gpt4",
-        "kind": "openai",
-        "annotator": LEADERBOARD_ANNOTATOR,
-        "model": LEADERBOARD_MODEL,
-        "base_url": OPENAI_BASE_URL,
-        "comparable_to_leaderboard": True,
-    }
+    annotations, gpt4 = fusechat_annotations(), GPT4_JUDGE
     local = {"name": "rm", "kind": "reward_model", "model": "./rm", "comparable_to_leaderboard": False}
     runs = tmp_path / "runs"
     judged_cell(runs, "ae/fusechat/plain/seed-0", gpt4, annotations)
@@ -68,17 +74,7 @@ def test_a_published_entry_rescored_lands_beside_its_board_row(tmp_path, capsys)
 def test_a_run_on_part_of_the_eval_set_does_not_compare_with_the_board(tmp_path, capsys):
     """The board's numbers cover all 805 instructions: a run on fewer (a `limit`) is placed but marked, even when
     judged by the board's own judge."""
-    annotations = json.loads(
-        (shared("alpaca_eval", "results", FUSECHAT, "weighted_alpaca_eval_gpt4_turbo") / "annotations.json").read_text()
-    )
-    gpt4 = {
-        "name": "gpt4",
-        "kind": "openai",
-        "annotator": LEADERBOARD_ANNOTATOR,
-        "model": LEADERBOARD_MODEL,
-        "base_url": OPENAI_BASE_URL,
-        "comparable_to_leaderboard": True,
-    }
+    annotations, gpt4 = fusechat_annotations(), GPT4_JUDGE
     runs = tmp_path / "runs"
     judged_cell(runs, "ae/fusechat/plain/seed-0", gpt4, annotations[:100])
     code, out, err = w2s(capsys, "leaderboard", str(runs))
