@@ -10,6 +10,8 @@ What it offers:
   (`requests`: method, path, JSON body) and injects faults: `fail(429, 500, "timeout", "drop")` makes the next
   requests answer with that status (OpenAI-style error body, a short retry-after), hang past the client's timeout,
   or close the connection; then traffic passes through again.
+- `web_page()`: a server that answers every GET and POST with an HTML page (a web UI or login page at a base_url);
+  yields its /v1 base URL.
 All are context managers; use them in fixtures (`with ... as server: yield server`) so they stop whatever happens.
 """
 
@@ -26,7 +28,8 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -220,3 +223,32 @@ class FaultProxy:
     def __exit__(self, *exc) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+@contextmanager
+def web_page() -> Iterator[str]:
+    """A server answering every GET and POST with a login page, as a web UI mistaken for an API does."""
+    page = b"<html><body>Sign in</body></html>"
+
+    class Page(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(page)))
+            self.end_headers()
+            self.wfile.write(page)
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.do_GET()
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer((HOST, 0), Page)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://{HOST}:{server.server_address[1]}/v1"
+    finally:
+        server.shutdown()
+        server.server_close()

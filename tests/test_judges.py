@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from conftest import shared, w2s
 from judge_server import JudgeServer, expected_preference
-from loopback import FaultProxy, free_port
+from loopback import FaultProxy, free_port, web_page
 
 from harness.alpaca import LCFiles, import_alpaca_eval
 from harness.errors import UsageError
@@ -210,34 +210,10 @@ def test_a_judge_still_rate_limited_after_its_retries_stops_the_run(server, tmp_
 
 def test_a_base_url_that_is_not_an_openai_api_is_one_line(tmp_path, lc_files, monkeypatch):
     """A web page where the chat completions should be (a web UI that answers every path, a login page)."""
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-    answer = b"<html><body>Sign in</body></html>"
-
-    class Page(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html")
-            self.send_header("Content-Length", str(len(answer)))
-            self.end_headers()
-            self.wfile.write(answer)
-
-        def log_message(self, *args) -> None:
-            pass
-
     monkeypatch.setenv(KEY_ENV, KEY)
     cell, references = finished_cell(tmp_path, 2)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Page)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}/v1"
-        with pytest.raises(UsageError) as err:
-            judge_cell(cell, api_judge(url), references, lc_files, progress=False)
-    finally:
-        server.shutdown()
-        server.server_close()
+    with web_page() as url, pytest.raises(UsageError) as err:
+        judge_cell(cell, api_judge(url), references, lc_files, progress=False)
     message = str(err.value)
     assert "\n" not in message and f"{url} did not answer with an OpenAI chat completion" in message
     assert "0 of 2 verdicts" in message

@@ -8,7 +8,7 @@ import json
 import pytest
 import yaml
 from conftest import study_dict, w2s
-from loopback import FaultProxy, ServedModel
+from loopback import FaultProxy, ServedModel, web_page
 
 from harness.backends.openai_api import CompletionsModel, request_seed
 from harness.methods import make_method
@@ -233,30 +233,7 @@ def test_a_stop_string_across_two_chunks_ends_the_response(zoo, proxy, monkeypat
 
 def test_a_base_url_that_is_not_an_openai_api_is_one_line_before_any_work():
     """A web page where the model list should be (a web UI that answers every path, a login page)."""
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-    answer = b"<html><body>Sign in</body></html>"
-
-    class Page(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html")
-            self.send_header("Content-Length", str(len(answer)))
-            self.end_headers()
-            self.wfile.write(answer)
-
-        def log_message(self, *args) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Page)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}/v1"
-        with pytest.raises(ValueError) as err:
-            CompletionsModel(APIModelSpec(url, "strong")).check()
-    finally:
-        server.shutdown()
-        server.server_close()
+    with web_page() as url, pytest.raises(ValueError) as err:
+        CompletionsModel(APIModelSpec(url, "strong")).check()
     message = str(err.value)
     assert "\n" not in message and f"the server at {url} did not answer /models with a model list" in message
